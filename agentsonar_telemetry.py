@@ -770,7 +770,8 @@ class Telemetry:
         configured = self.environ.get(ENV_STATE_DIR, "")
         if configured.strip():
             return os.path.abspath(os.path.expanduser(configured))
-        return os.path.join(os.path.expanduser("~"), ".agentsonar")
+        home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
+        return os.path.join(home or os.path.expanduser("~"), ".agentsonar")
 
     @property
     def state_path(self) -> str:
@@ -894,14 +895,14 @@ class Telemetry:
         if decision.rule not in (RULE_SEND, RULE_DEBUG, RULE_BACKOFF):
             return Session(False, decision.rule, decision.reason)
 
+        timestamp = self.now()
+        if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
+            return Session(False, RULE_ERROR, "the system clock is out of range")
         state = decision.state
         if state is None or "install_id" not in state:
             state = self._claim_install_id(decision.path)
             if state is None:
                 return Session(False, RULE_STATE_ERROR, f"could not create {decision.path}")
-        timestamp = self.now()
-        if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
-            return Session(False, RULE_ERROR, "the system clock is out of range")
         event = build_event(
             install_id=str(state["install_id"]),
             session_id=_new_uuid4(),

@@ -1,0 +1,160 @@
+"""Hermetic test set-up: a private state dir, loopback-only networking, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import agentsonar_telemetry as at
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = ROOT / "contract"
+NETGUARD = Path(__file__).resolve().parent / "_netguard"
+MODULE_DIR = Path(at.__file__).resolve().parent
+
+
+def _install_guard() -> None:
+    """This process gets the same audit hook as the subprocesses."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_agentsonar_netguard", NETGUARD / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+_install_guard()
+
+
+def _real_state_dir() -> Path:
+    if os.name == "nt":
+        return Path(os.environ.get("USERPROFILE", "C:/")) / ".agentsonar"
+    import pwd
+
+    return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".agentsonar"
+
+
+REAL_STATE_DIR = _real_state_dir()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Nothing a test does may see the developer's real home or proxies.
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name.startswith(("AGENTSONAR_", "DO_NOT_TRACK")):
+            del os.environ[name]
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test: HOME and the state dir in tmp, an unroutable default endpoint."""
+    home = tmp_path / "home"
+    home.mkdir()
+    net_log = tmp_path / "net-violations.log"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))
+    monkeypatch.setenv("AGENTSONAR_STATE_DIR", str(tmp_path / "state"))
+    # Port 9 (discard) on loopback: a test that forgets its endpoint gets "refused".
+    monkeypatch.setenv("AGENTSONAR_TELEMETRY_URL", "http://127.0.0.1:9/v1/events")
+    monkeypatch.setenv("AGENTSONAR_TEST_NET_LOG", str(net_log))
+    before = _snapshot(REAL_STATE_DIR)
+    yield home
+    assert not net_log.exists(), f"a test tried to leave loopback: {net_log.read_text()}"
+    assert _snapshot(REAL_STATE_DIR) == before, "a test touched the real ~/.agentsonar"
+
+
+def _snapshot(directory: Path) -> list[tuple[str, int]] | None:
+    if not directory.is_dir():
+        return None
+    return sorted((p.name, p.stat().st_mtime_ns) for p in directory.iterdir())
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def environ(state_dir: Path) -> dict[str, str]:
+    """A minimal environment mapping for Telemetry(environ=...)."""
+    return {"AGENTSONAR_STATE_DIR": str(state_dir), "AGENTSONAR_TELEMETRY_URL": "http://127.0.0.1:9/v1/events"}
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    return ("127.0.0.1", 0)
+
+
+def make_client(environ: dict[str, str], **kwargs: object) -> tuple[at.Telemetry, io.StringIO]:
+    err = io.StringIO()
+    return at.Telemetry(environ, stderr=err, **kwargs), err  # type: ignore[arg-type]
+
+
+def subprocess_env(**overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(NETGUARD), str(MODULE_DIR)])
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(overrides)
+    return env
+
+
+def run_python(code: str, *, timeout: float = 30, env: dict[str, str] | None = None, **overrides: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh interpreter with the loopback guard loaded."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env or subprocess_env(**overrides),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class SilentServer:
+    """A loopback port that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/events"
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening: connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
