@@ -98,12 +98,7 @@ def _is_version(value: object) -> bool:
 
 def _is_name(value: object) -> bool:
     """``^[a-z][a-z0-9_]{0,31}$``: the adapter's rule."""
-    return (
-        isinstance(value, str)
-        and 1 <= len(value) <= 32
-        and "a" <= value[0] <= "z"
-        and set(value) <= _NAME_CHARS
-    )
+    return isinstance(value, str) and 1 <= len(value) <= 32 and "a" <= value[0] <= "z" and set(value) <= _NAME_CHARS
 
 
 def _is_token(value: str) -> bool:
@@ -233,7 +228,7 @@ def config_choice(config: object) -> bool | None:
 
 
 def _is_loopback_host(host: str) -> bool:
-    if host == "localhost" or host == "::1":
+    if host in {"localhost", "::1"}:
         return True
     parts = host.split(".")
     return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
@@ -555,9 +550,7 @@ class _Delivery:
         self.hurry = threading.Event()  # set at exit: retry without the pause
         self._lock = threading.Lock()
         self._settled = False
-        self.thread: threading.Thread = threading.Thread(
-            target=self._run, name="agentsonar-telemetry", daemon=True
-        )
+        self.thread: threading.Thread = threading.Thread(target=self._run, name="agentsonar-telemetry", daemon=True)
 
     def start(self) -> None:
         _PENDING.add(self)
@@ -568,7 +561,7 @@ class _Delivery:
         """(delivered, worth a retry)."""
         try:
             status = self.post(self.endpoint, self.body, self.timeout)
-        except Exception as exc:  # connection refused, timeout, malformed answer ...
+        except Exception as exc:  # noqa: BLE001 - refused, timed out, malformed: all mean "not delivered"
             _log("telemetry send to %s failed: %r", self.endpoint, exc)
             return False, True
         if 200 <= status <= 299:
@@ -687,7 +680,7 @@ class Session:
         return delivery.delivered
 
     def __repr__(self) -> str:
-        return f"Session(enabled={self.enabled!r}, rule={self.rule!r}, reason={self.reason!r}, session_id={self.session_id!r})"
+        return f"Session(enabled={self.enabled!r}, rule={self.rule!r}, session_id={self.session_id!r})"
 
 
 class Status:
@@ -714,7 +707,10 @@ class Status:
         self.event = event
 
     def as_dict(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in ("enabled", "rule", "reason", "state_path", "install_id", "endpoint", "event")}
+        return {
+            name: getattr(self, name)
+            for name in ("enabled", "rule", "reason", "state_path", "install_id", "endpoint", "event")
+        }
 
     def __repr__(self) -> str:
         return f"Status(enabled={self.enabled!r}, rule={self.rule!r}, reason={self.reason!r})"
@@ -831,7 +827,9 @@ class Telemetry:
         if problem is not None:
             return off(RULE_ENDPOINT, f"{ENV_ENDPOINT}={_shown(endpoint)} {problem}", state)
         if debug:
-            return _Decision(RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", path, endpoint, state, debug)
+            return _Decision(
+                RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", path, endpoint, state, debug
+            )
         if in_backoff(state, self.now()):
             return off(RULE_BACKOFF, "in backoff after failed sends", state)
         return _Decision(RULE_SEND, "enabled", path, endpoint, state, debug)
@@ -1089,10 +1087,17 @@ def main(argv: Sequence[str] | None = None, telemetry: Telemetry | None = None) 
             print(json.dumps(result.as_dict()) if args.json else _format_status(result), file=out)
             return 0
         if args.command in ("enable", "disable", "reset"):
-            action = {"enable": client.enable_persistently, "disable": client.disable_persistently, "reset": client.reset}
+            action = {
+                "enable": client.enable_persistently,
+                "disable": client.disable_persistently,
+                "reset": client.reset,
+            }
             result = action[args.command]()
             done = {"enable": "persisted opt-out cleared", "disable": "telemetry disabled", "reset": "state reset"}
-            print(f"{done[args.command]}: {result.state_path}; now {'on' if result.enabled else 'off'} ({result.reason})", file=out)
+            print(
+                f"{done[args.command]}: {result.state_path}; now {'on' if result.enabled else 'off'} ({result.reason})",
+                file=out,
+            )
             return 0
         session = client.start_session(args.sdk_version, args.adapter)
         if not session.enabled:
@@ -1101,7 +1106,10 @@ def main(argv: Sequence[str] | None = None, telemetry: Telemetry | None = None) 
         if session.wait(args.timeout):
             print(f"sent session {session.session_id} to {client.endpoint}", file=out)
             return 0
-        print(f"error: the collector at {client.endpoint} did not accept the event (see backoff in status)", file=sys.stderr)
+        print(
+            f"error: the collector at {client.endpoint} did not accept the event (see backoff in status)",
+            file=sys.stderr,
+        )
         return 1
     except (OSError, StateError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -105,7 +105,9 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_python(code: str, *, timeout: float = 30, env: dict[str, str] | None = None, **overrides: str) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, *, timeout: float = 30, env: dict[str, str] | None = None, **overrides: str
+) -> subprocess.CompletedProcess[str]:
     """Run *code* in a fresh interpreter with the loopback guard loaded."""
     return subprocess.run(
         [sys.executable, "-c", code],
@@ -158,3 +160,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class RawServer:
+    """A loopback port that answers every connection with fixed bytes, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def write_known_state(state_dir: Path, **extra: object) -> dict[str, object]:
+    """A state as a previous session left it (id assigned, disclosure shown)."""
+    state: dict[str, object] = {
+        "schema_version": 1,
+        "install_id": at._new_uuid4(),
+        "disclosure_shown": True,
+        "telemetry_disabled": False,
+        **extra,
+    }
+    at.write_state(str(state_dir / "state.json"), state)
+    return state
+
+
+def read_state(state_dir: Path) -> dict[str, object]:
+    import json
+
+    return dict(json.loads((state_dir / "state.json").read_text()))

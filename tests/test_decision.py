@@ -37,7 +37,9 @@ def start(environ: dict[str, str], config: object = None) -> tuple[at.Session, s
 
 
 @pytest.mark.parametrize("value", OFF_VALUES + UNKNOWN_VALUES)
-def test_agentsonar_telemetry_off_values(collector: HTTPServer, environ: dict[str, str], state_dir: Path, value: str) -> None:
+def test_agentsonar_telemetry_off_values(
+    collector: HTTPServer, environ: dict[str, str], state_dir: Path, value: str
+) -> None:
     environ["AGENTSONAR_TELEMETRY"] = value
     session, err = start(environ)
     assert (session.enabled, session.rule, session.event) == (False, at.RULE_ENV, None)
@@ -118,7 +120,9 @@ def test_config_invalid_is_off_for_the_session_only(
 
 
 @pytest.mark.parametrize("env", [{"AGENTSONAR_TELEMETRY": "off"}, {"DO_NOT_TRACK": "1"}])
-def test_env_opt_out_still_persists_config_choice(environ: dict[str, str], state_dir: Path, env: dict[str, str]) -> None:
+def test_env_opt_out_still_persists_config_choice(
+    environ: dict[str, str], state_dir: Path, env: dict[str, str]
+) -> None:
     environ.update(env)
     session, _ = start(environ, {"telemetry": False})
     assert not session.enabled and session.rule != at.RULE_CONFIG  # the environment decided first
@@ -243,7 +247,9 @@ def test_status_writes_nothing(environ: dict[str, str], state_dir: Path) -> None
     assert not state_dir.exists() and err.getvalue() == ""
 
 
-def test_environment_is_read_at_call_time(collector: HTTPServer, monkeypatch: pytest.MonkeyPatch, state_dir: Path) -> None:
+def test_environment_is_read_at_call_time(
+    collector: HTTPServer, monkeypatch: pytest.MonkeyPatch, state_dir: Path
+) -> None:
     monkeypatch.setenv("AGENTSONAR_TELEMETRY_URL", collector.url_for("/v1/events"))
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     assert at.status().rule == at.RULE_DO_NOT_TRACK

@@ -76,7 +76,9 @@ def test_module_event_is_valid_and_has_exactly_the_eight_fields(environ: dict[st
     ],
 )
 def test_bad_version_becomes_unknown(version: object, expected: str) -> None:
-    event = at.build_event(install_id=at._new_uuid4(), session_id=at._new_uuid4(), version=version, adapter="x", timestamp=1.7e9)
+    event = at.build_event(
+        install_id=at._new_uuid4(), session_id=at._new_uuid4(), version=version, adapter="x", timestamp=1.7e9
+    )
     assert event["version"] == expected
     VALIDATOR.validate(event)
 
@@ -99,7 +101,9 @@ def test_bad_version_becomes_unknown(version: object, expected: str) -> None:
     ],
 )
 def test_bad_adapter_becomes_unknown(adapter: object, expected: str) -> None:
-    event = at.build_event(install_id=at._new_uuid4(), session_id=at._new_uuid4(), version="1", adapter=adapter, timestamp=1.7e9)
+    event = at.build_event(
+        install_id=at._new_uuid4(), session_id=at._new_uuid4(), version="1", adapter=adapter, timestamp=1.7e9
+    )
     assert event["adapter"] == expected
     VALIDATOR.validate(event)
 
@@ -114,8 +118,17 @@ def test_bad_host_input_never_raises(environ: dict[str, str]) -> None:
 
 @pytest.mark.parametrize(
     ("platform", "expected"),
-    [("darwin", "darwin"), ("linux", "linux"), ("linux2", "linux"), ("win32", "win32"), ("freebsd14", "freebsd"),
-     ("cygwin", "cygwin"), ("emscripten", "emscripten"), ("Weird OS!", "unknown"), ("", "unknown")],
+    [
+        ("darwin", "darwin"),
+        ("linux", "linux"),
+        ("linux2", "linux"),
+        ("win32", "win32"),
+        ("freebsd14", "freebsd"),
+        ("cygwin", "cygwin"),
+        ("emscripten", "emscripten"),
+        ("Weird OS!", "unknown"),
+        ("", "unknown"),
+    ],
 )
 def test_os_normalisation(platform: str, expected: str) -> None:
     assert at.normalize_os(platform) == expected
@@ -123,18 +136,40 @@ def test_os_normalisation(platform: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("machine", "expected"),
-    [("arm64", "arm64"), ("aarch64", "arm64"), ("ARM64", "arm64"), ("AMD64", "x86_64"), ("amd64", "x86_64"),
-     ("x86_64", "x86_64"), ("x64", "x86_64"), ("i686", "i686"), ("armv7l", "armv7l"), ("ppc64le", "ppc64le"),
-     ("s390x", "s390x"), ("", "unknown"), ("x86-64", "unknown"), ("a" * 17, "unknown")],
+    [
+        ("arm64", "arm64"),
+        ("aarch64", "arm64"),
+        ("ARM64", "arm64"),
+        ("AMD64", "x86_64"),
+        ("amd64", "x86_64"),
+        ("x86_64", "x86_64"),
+        ("x64", "x86_64"),
+        ("i686", "i686"),
+        ("armv7l", "armv7l"),
+        ("ppc64le", "ppc64le"),
+        ("s390x", "s390x"),
+        ("", "unknown"),
+        ("x86-64", "unknown"),
+        ("a" * 17, "unknown"),
+    ],
 )
 def test_arch_normalisation(machine: str, expected: str) -> None:
     assert at.normalize_arch(machine) == expected
 
 
-@pytest.mark.parametrize(("platform", "machine"), [("darwin", "arm64"), ("linux", "aarch64"), ("win32", "AMD64"), ("linux", "x86_64")])
+@pytest.mark.parametrize(
+    ("platform", "machine"), [("darwin", "arm64"), ("linux", "aarch64"), ("win32", "AMD64"), ("linux", "x86_64")]
+)
 def test_event_for_each_platform_is_valid(platform: str, machine: str) -> None:
-    event = at.build_event(install_id=at._new_uuid4(), session_id=at._new_uuid4(), version="0.4.0", adapter="langgraph",
-                           timestamp=1745891234.5, platform=platform, machine=machine)
+    event = at.build_event(
+        install_id=at._new_uuid4(),
+        session_id=at._new_uuid4(),
+        version="0.4.0",
+        adapter="langgraph",
+        timestamp=1745891234.5,
+        platform=platform,
+        machine=machine,
+    )
     VALIDATOR.validate(event)
     assert event["arch"] in ("arm64", "x86_64")
 

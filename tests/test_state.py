@@ -107,7 +107,9 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=CORRUPT.keys())
-def test_corrupt_state_fails_closed_and_is_left_untouched(environ: dict[str, str], state_dir: Path, content: bytes) -> None:
+def test_corrupt_state_fails_closed_and_is_left_untouched(
+    environ: dict[str, str], state_dir: Path, content: bytes
+) -> None:
     state_dir.mkdir()
     path = state_dir / "state.json"
     path.write_bytes(content)
@@ -228,12 +230,16 @@ def _read_only(directory: Path, code: str, env: dict[str, str]) -> subprocess.Co
     if os.geteuid() == 0:
         unshare = shutil.which("unshare")
         assert unshare, "unshare (util-linux) is needed to test a read-only home as root"
-        script = f'mount --bind "{directory}" "{directory}" && mount -o remount,bind,ro "{directory}" && exec "$0" -c "$1"'
+        script = (
+            f'mount --bind "{directory}" "{directory}" && mount -o remount,bind,ro "{directory}" && exec "$0" -c "$1"'
+        )
         cmd = [unshare, "-m", "--propagation", "private", "sh", "-c", script, sys.executable, code]
         return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30, check=False)
     directory.chmod(0o500)
     try:
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
     finally:
         directory.chmod(0o700)
 
@@ -246,7 +252,10 @@ def test_read_only_home(tmp_path: Path, first_run: bool) -> None:
     state_dir = home / ".agentsonar"
     if not first_run:
         state_dir.mkdir(mode=0o700)
-        at.write_state(str(state_dir / "state.json"), {"schema_version": 1, "install_id": at._new_uuid4(), "disclosure_shown": True})
+        at.write_state(
+            str(state_dir / "state.json"),
+            {"schema_version": 1, "install_id": at._new_uuid4(), "disclosure_shown": True},
+        )
     before = sorted(p.name for p in home.rglob("*"))
     code = textwrap.dedent(
         """
@@ -283,8 +292,13 @@ def test_many_processes_on_a_fresh_state_dir(state_dir: Path, mode: str) -> None
     env = subprocess_env(AGENTSONAR_TELEMETRY="debug")
     start = time.time() + 1.5
     procs = [
-        subprocess.Popen([sys.executable, "-c", CONCURRENT, str(start), mode], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT, str(start), mode],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(16)
     ]
     outputs = [p.communicate(timeout=60) for p in procs]
