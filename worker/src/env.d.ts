@@ -1,0 +1,18 @@
+// The bindings wrangler.jsonc gives the Worker.
+declare namespace Cloudflare {
+  interface Env {
+    DB: D1Database;
+    /** Bearer token for GET /v1/stats*: a Worker secret. Unset means no one may read stats. */
+    STATS_TOKEN?: string;
+    /** Days raw events are kept before the daily job rolls them up; an integer >= 31. */
+    RETENTION_DAYS?: string;
+  }
+}
+
+interface Env extends Cloudflare.Env {}
+
+declare namespace Cloudflare {
+  interface GlobalProps {
+    mainModule: typeof import("./index");
+  }
+}

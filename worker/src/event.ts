@@ -1,0 +1,57 @@
+// The contract: contract/event.schema.json, bundled at build time so it cannot drift.
+import { type OutputUnit, type Schema, Validator } from "@cfworker/json-schema";
+import schema from "../../contract/event.schema.json";
+
+export const EVENT_FIELDS = [
+  "install_id",
+  "session_id",
+  "version",
+  "python",
+  "os",
+  "arch",
+  "adapter",
+  "timestamp",
+] as const;
+
+export type TelemetryEvent = {
+  install_id: string;
+  session_id: string;
+  version: string;
+  python: string;
+  os: string;
+  arch: string;
+  adapter: string;
+  timestamp: number;
+};
+
+export const MAX_BODY_BYTES = 1024;
+
+const validator = new Validator(schema as Schema, "2020-12", false);
+
+export type Validation = { ok: true; event: TelemetryEvent } | { ok: false; message: string };
+
+/** Validate a parsed body against the schema; the message names the field and the rule. */
+export function validateEvent(value: unknown): Validation {
+  const result = validator.validate(value);
+  if (result.valid) {
+    return { ok: true, event: value as TelemetryEvent };
+  }
+  // Wrapper errors ("properties", the boolean `false` schema) repeat what a sibling says better.
+  const error = result.errors.find((e) => e.keyword !== "properties" && e.keyword !== "false");
+  return { ok: false, message: error === undefined ? "the event does not match the contract" : describe(error) };
+}
+
+function describe(error: OutputUnit): string {
+  const named = /"([^"]*)"/.exec(error.error)?.[1] ?? "";
+  switch (error.keyword) {
+    case "required":
+      return `${named}: required`;
+    case "additionalProperties":
+      return `${named}: not a field of the event (additionalProperties: false)`;
+    case "type":
+      if (error.instanceLocation === "#") return "event: must be a JSON object (type)";
+  }
+  const field = error.instanceLocation.replace(/^#\/?/, "");
+  const rule = (schema.properties as Record<string, Record<string, unknown>>)[field]?.[error.keyword];
+  return `${field}: must satisfy ${error.keyword} ${JSON.stringify(rule)}`;
+}

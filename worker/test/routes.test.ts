@@ -1,0 +1,325 @@
+// The HTTP API, through the Worker's own fetch handler, against real D1.
+import { env, exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { EVENT_FIELDS } from "../src/event";
+import {
+  BASE,
+  TOKEN,
+  allRows,
+  expectError,
+  fetchWithEnv,
+  get,
+  makeEvent,
+  post,
+  postEvent,
+  rowCount,
+  snapshot,
+} from "./helpers";
+
+describe("POST /v1/events: the contract vectors", () => {
+  it("has vectors to run", () => {
+    expect(Object.keys(env.TEST_VECTORS.valid).length).toBeGreaterThanOrEqual(10);
+    expect(Object.keys(env.TEST_VECTORS.invalid).length).toBeGreaterThanOrEqual(25);
+  });
+
+  for (const [name, text] of Object.entries(env.TEST_VECTORS.valid)) {
+    it(`accepts valid/${name} and stores it`, async () => {
+      const response = await post(text);
+      expect(response.status).toBe(202);
+      expect(await response.json()).toEqual({ ok: true });
+      const event = JSON.parse(text) as Record<string, unknown>;
+      const [row] = await allRows();
+      const { received_at, ...fields } = row as Record<string, unknown>;
+      expect(fields).toEqual(event);
+      expect(received_at).toBeTypeOf("number");
+    });
+  }
+
+  for (const [name, text] of Object.entries(env.TEST_VECTORS.invalid)) {
+    it(`rejects invalid/${name} with 400 and stores nothing`, async () => {
+      const before = await snapshot();
+      const message = await expectError(await post(text), 400, "invalid_event");
+      expect(message.length).toBeGreaterThan(0);
+      expect(await snapshot()).toBe(before);
+    });
+  }
+});
+
+describe("POST /v1/events: messages name the field and the rule", () => {
+  it.each([
+    [{ version: "0.4.0\n" }, "version", "pattern"],
+    [{ adapter: "CrewAI" }, "adapter", "pattern"],
+    [{ timestamp: "1745891234" }, "timestamp", "type"],
+    [{ timestamp: 1 }, "timestamp", "exclusiveMinimum"],
+    [{ hostname: "box" }, "hostname", "additionalProperties"],
+  ])("%j", async (change, field, rule) => {
+    const message = await expectError(await postEvent({ ...makeEvent(), ...change }), 400, "invalid_event");
+    expect(message).toContain(field);
+    expect(message).toContain(rule);
+  });
+
+  it("names a missing field", async () => {
+    const { os: _os, ...event } = makeEvent();
+    expect(await expectError(await postEvent(event), 400, "invalid_event")).toBe("os: required");
+  });
+
+  it("says what a non-object is", async () => {
+    expect(await expectError(await post("[1]"), 400, "invalid_event")).toBe("event: must be a JSON object (type)");
+  });
+
+  it("quotes the rule", async () => {
+    const message = await expectError(await postEvent({ ...makeEvent(), timestamp: 1 }), 400, "invalid_event");
+    expect(message).toBe("timestamp: must satisfy exclusiveMinimum 1500000000");
+  });
+});
+
+describe("POST /v1/events: deduplication", () => {
+  it("stores a repeated session id once and answers 202 each time", async () => {
+    const event = makeEvent();
+    for (let i = 0; i < 3; i++) {
+      const response = await postEvent(event);
+      expect(response.status).toBe(202);
+      expect(await response.json()).toEqual({ ok: true });
+    }
+    expect(await rowCount()).toBe(1);
+  });
+
+  it("stores concurrent posts of one session id once", async () => {
+    const event = makeEvent();
+    const responses = await Promise.all(Array.from({ length: 20 }, () => postEvent(event)));
+    expect(responses.map((r) => r.status)).toEqual(Array(20).fill(202));
+    expect(await rowCount()).toBe(1);
+  });
+
+  it("keeps the first copy when a retry differs", async () => {
+    const event = makeEvent();
+    await postEvent(event);
+    await postEvent({ ...event, version: "9.9.9" });
+    expect((await allRows())[0]?.version).toBe("0.4.0");
+  });
+});
+
+describe("POST /v1/events: what is stored", () => {
+  it("has exactly the contract's fields and the receive time as columns", async () => {
+    const { results } = await env.DB.prepare("SELECT name FROM pragma_table_info('events') ORDER BY cid").all<{
+      name: string;
+    }>();
+    expect(results.map((r) => r.name).sort()).toEqual([...EVENT_FIELDS, "received_at"].sort());
+  });
+
+  it("stores nothing from the request but the event", async () => {
+    const event = makeEvent();
+    const before = Math.floor(Date.now() / 1000);
+    await post(JSON.stringify(event), {
+      "User-Agent": "agentsonar-telemetry/0.1.0",
+      "CF-Connecting-IP": "203.0.113.7",
+      "X-Forwarded-For": "203.0.113.7",
+    });
+    const rows = await allRows();
+    expect(rows).toHaveLength(1);
+    const { received_at, ...fields } = rows[0] as Record<string, unknown>;
+    expect(fields).toEqual(event);
+    expect(received_at as number).toBeGreaterThanOrEqual(before);
+    expect(received_at as number).toBeLessThanOrEqual(Math.floor(Date.now() / 1000));
+    const everything = JSON.stringify(await env.DB.prepare("SELECT * FROM events").all());
+    expect(everything).not.toContain("203.0.113.7");
+    expect(everything).not.toContain("agentsonar-telemetry/");
+  });
+});
+
+describe("POST /v1/events: status codes and the error shape", () => {
+  it("404 for an unknown path, whatever the method", async () => {
+    for (const method of ["GET", "POST", "DELETE"]) {
+      await expectError(await exports.default.fetch(`${BASE}/v1/nope`, { method }), 404, "not_found");
+    }
+    await expectError(await exports.default.fetch(`${BASE}/`), 404, "not_found");
+  });
+
+  it.each(["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])("405 with Allow for %s", async (method) => {
+    const response = await exports.default.fetch(`${BASE}/v1/events`, { method });
+    expect(response.headers.get("Allow")).toBe("POST");
+    await expectError(response, 405, "method_not_allowed");
+  });
+
+  it("405 with Allow on the stats routes", async () => {
+    for (const path of ["/v1/stats", "/v1/stats/daily"]) {
+      const response = await exports.default.fetch(`${BASE}${path}`, { method: "POST", body: "{}" });
+      expect(response.headers.get("Allow")).toBe("GET");
+      await expectError(response, 405, "method_not_allowed");
+    }
+  });
+
+  it.each([
+    ["missing", undefined],
+    ["text/plain", "text/plain"],
+    ["form", "application/x-www-form-urlencoded"],
+    ["json with latin-1", "application/json; charset=latin1"],
+    ["json-ish", "application/jsonx"],
+    ["problem+json", "application/problem+json"],
+  ])("415 for content type %s", async (_name, type) => {
+    const before = await snapshot();
+    const headers = new Headers(type === undefined ? {} : { "Content-Type": type });
+    const response = await exports.default.fetch(`${BASE}/v1/events`, {
+      method: "POST",
+      headers,
+      body: type === undefined ? new Blob([JSON.stringify(makeEvent())]).stream() : JSON.stringify(makeEvent()),
+    });
+    await expectError(response, 415, "unsupported_media_type");
+    expect(await snapshot()).toBe(before);
+  });
+
+  it.each(["application/json; charset=utf-8", "Application/JSON;charset=UTF-8", 'application/json; charset="utf-8"'])(
+    "accepts %s",
+    async (type) => {
+      expect((await post(JSON.stringify(makeEvent()), { "Content-Type": type })).status).toBe(202);
+    },
+  );
+
+  it("415 is checked before 413", async () => {
+    const response = await post("x".repeat(5000), { "Content-Type": "text/plain" });
+    await expectError(response, 415, "unsupported_media_type");
+  });
+
+  it("413 for a declared length over 1 KiB", async () => {
+    const body = JSON.stringify({ ...makeEvent(), pad: "x".repeat(1100) });
+    await expectError(await post(body), 413, "payload_too_large");
+    expect(await rowCount()).toBe(0);
+  });
+
+  it("413 for a chunked body over 1 KiB, with no declared length", async () => {
+    const chunk = new TextEncoder().encode("x".repeat(400));
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ < 10) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    await expectError(await post(stream), 413, "payload_too_large");
+    expect(await rowCount()).toBe(0);
+  });
+
+  it("exactly 1 KiB is accepted as a size", async () => {
+    const event = makeEvent();
+    const text = JSON.stringify(event);
+    const padded = text + " ".repeat(1024 - text.length); // trailing white space is valid JSON
+    expect(new TextEncoder().encode(padded).byteLength).toBe(1024);
+    expect((await post(padded)).status).toBe(202);
+    await expectError(await post(padded + " "), 413, "payload_too_large");
+  });
+
+  it.each([
+    ["empty", ""],
+    ["not json", "hello"],
+    ["truncated", '{"install_id": "'],
+    ["trailing garbage", '{"a":1} x'],
+  ])("400 invalid_json for %s", async (_name, body) => {
+    await expectError(await post(body), 400, "invalid_json");
+    expect(await rowCount()).toBe(0);
+  });
+
+  it("400 invalid_json for bytes that are not UTF-8", async () => {
+    const text = JSON.stringify(makeEvent()).replace("linux", "lin\u00ffx");
+    const bytes = new TextEncoder().encode(text).map((b) => (b === 0xc3 ? 0xff : b));
+    await expectError(await post(bytes), 400, "invalid_json");
+  });
+});
+
+describe("GET /healthz", () => {
+  it("answers 200", async () => {
+    const response = await exports.default.fetch(`${BASE}/healthz`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ ok: true });
+  });
+});
+
+describe("stats auth", () => {
+  it.each([
+    ["no header", {}],
+    ["wrong token", { Authorization: "Bearer nope" }],
+    ["token prefix", { Authorization: `Bearer ${TOKEN.slice(0, -1)}` }],
+    ["token with extra", { Authorization: `Bearer ${TOKEN}x` }],
+    ["basic scheme", { Authorization: `Basic ${btoa(`x:${TOKEN}`)}` }],
+    ["bare token", { Authorization: TOKEN }],
+    ["empty bearer", { Authorization: "Bearer " }],
+  ])("401 for %s", async (_name, headers) => {
+    for (const path of ["/v1/stats", "/v1/stats/daily"]) {
+      const response = await get(path, headers as Record<string, string>);
+      expect(response.headers.get("WWW-Authenticate")).toContain("Bearer");
+      await expectError(response, 401, "unauthorized");
+    }
+  });
+
+  it.each(["Bearer", "bearer", "BEARER"])("the %s scheme is case-insensitive", async (scheme) => {
+    expect((await get("/v1/stats", { Authorization: `${scheme} ${TOKEN}` })).status).toBe(200);
+  });
+
+  it("no token configured means 401 for everyone", async () => {
+    const noToken = { ...env, STATS_TOKEN: undefined } as Env;
+    for (const token of ["", "undefined", TOKEN]) {
+      const request = new Request(`${BASE}/v1/stats`, { headers: { Authorization: `Bearer ${token}` } });
+      const response = await fetchWithEnv(request, noToken);
+      await expectError(response, 401, "unauthorized");
+    }
+    const empty = { ...env, STATS_TOKEN: "" } as Env;
+    const request = new Request(`${BASE}/v1/stats`, { headers: { Authorization: "Bearer " } });
+    await expectError(await fetchWithEnv(request, empty), 401, "unauthorized");
+  });
+});
+
+describe("GET /v1/stats and /v1/stats/daily over HTTP", () => {
+  it("serves the documented shape", async () => {
+    await postEvent(makeEvent());
+    const response = await get("/v1/stats");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("Content-Type")).toBe("application/json; charset=utf-8");
+    const stats = (await response.json()) as Record<string, unknown>;
+    expect(Object.keys(stats).sort()).toEqual(["by", "generated_at", "installs", "returning_installs_30d", "sessions"]);
+    expect(stats.generated_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(stats.installs).toEqual({ "1d": 1, "7d": 1, "30d": 1 });
+    expect(stats.sessions).toEqual({ "1d": 1, "7d": 1, "30d": 1 });
+    expect(stats.by).toEqual({
+      version: { "0.4.0": 1 },
+      python: { "3.12": 1 },
+      os: { linux: 1 },
+      arch: { x86_64: 1 },
+      adapter: { custom_python: 1 },
+    });
+  });
+
+  it("daily defaults to 90 days ending today", async () => {
+    await postEvent(makeEvent());
+    const { days } = (await (await get("/v1/stats/daily")).json()) as { days: { day: string; sessions: number }[] };
+    expect(days).toHaveLength(90);
+    expect(days.at(-1)).toEqual({ day: new Date().toISOString().slice(0, 10), sessions: 1 });
+  });
+
+  it.each(["0", "401", "-1", "abc", "1.5", "", "1e2"])("daily rejects days=%s", async (value) => {
+    await expectError(await get(`/v1/stats/daily?days=${value}`), 400, "invalid_parameter");
+  });
+
+  it("daily accepts 1 and 400", async () => {
+    for (const n of [1, 400]) {
+      const body = (await (await get(`/v1/stats/daily?days=${n}`)).json()) as { days: unknown[] };
+      expect(body.days).toHaveLength(n);
+    }
+  });
+
+  it("checks auth before parameters", async () => {
+    await expectError(await get("/v1/stats/daily?days=0", {}), 401, "unauthorized");
+  });
+});
+
+describe("internal errors", () => {
+  it("answer a generic 500 in the one error shape", async () => {
+    const broken = { ...env, DB: undefined } as unknown as Env;
+    const request = new Request(`${BASE}/v1/events`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(makeEvent()),
+    });
+    const response = await fetchWithEnv(request, broken);
+    const message = await expectError(response, 500, "internal_error");
+    expect(message).toBe("internal error");
+  });
+});
