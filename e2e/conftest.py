@@ -1,0 +1,102 @@
+"""End-to-end: the real module in real subprocesses, the real Worker under `wrangler dev`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import agentsonar_telemetry as at
+
+ROOT = Path(__file__).resolve().parent.parent
+NETGUARD = ROOT / "tests" / "_netguard"
+sys.path.insert(0, str(ROOT / "scripts"))
+from local_collector import LocalCollector, ensure_npm_ci  # noqa: E402
+
+MODULE_DIR = Path(at.__file__).resolve().parent
+DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
+
+
+@pytest.fixture(scope="session")
+def collector() -> Iterator[LocalCollector]:
+    ensure_npm_ci()
+    server = LocalCollector(lifetime=900)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(tmp_path: Path) -> Iterator[None]:
+    log = tmp_path / "net-violations.log"
+    os.environ["AGENTSONAR_TEST_NET_LOG"] = str(log)
+    yield
+    assert not log.exists(), f"a test tried to leave loopback: {log.read_text()}"
+
+
+@dataclass
+class Run:
+    rule: str
+    session_id: str | None
+    event: dict[str, object] | None
+    stderr: str
+    returncode: int
+
+
+SESSION_CODE = textwrap.dedent(
+    """
+    import json, sys
+    import agentsonar_telemetry as at
+    config = json.loads(sys.argv[1])
+    s = at.start_session("0.4.0", "custom_python", config)
+    print(json.dumps({"rule": s.rule, "session_id": s.session_id, "event": s.event}), flush=True)
+    """
+)
+
+
+def session_env(state_dir: Path, url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSONAR_TELEMETRY", "DO_NOT_TRACK"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(NETGUARD), str(MODULE_DIR)]),
+        AGENTSONAR_STATE_DIR=str(state_dir),
+        AGENTSONAR_TELEMETRY_URL=url,
+        AGENTSONAR_TEST_NET_LOG=os.environ["AGENTSONAR_TEST_NET_LOG"],
+        HOME=str(state_dir.parent),
+    )
+    env.update(extra)
+    return env
+
+
+def run_session(state_dir: Path, url: str, config: dict[str, object] | None = None, **extra: str) -> Run:
+    """One host process: start_session() and exit at once, as a short script would."""
+    result = subprocess.run(
+        [sys.executable, "-c", SESSION_CODE, json.dumps(config)],
+        env=session_env(state_dir, url, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    return Run(data["rule"], data["session_id"], data["event"], result.stderr, result.returncode)
+
+
+def run_cli(state_dir: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agentsonar_telemetry", *args],
+        env=session_env(state_dir, url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -1,0 +1,202 @@
+"""The whole loop: module -> wrangler dev -> local D1, read back through /v1/stats and d1 execute."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import DISCLOSURE, run_cli, run_session, session_env
+from local_collector import LocalCollector
+
+import agentsonar_telemetry as at
+
+
+def stored(collector: LocalCollector, where: str) -> list[dict[str, object]]:
+    return collector.query(f"SELECT * FROM events WHERE {where}")
+
+
+def wait_stored(collector: LocalCollector, session_id: str, timeout: float = 10) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = stored(collector, f"session_id = '{session_id}'")
+        if rows or time.monotonic() > deadline:
+            assert len(rows) == 1, f"session {session_id} stored {len(rows)} times"
+            return rows[0]
+        time.sleep(0.2)
+
+
+def count(collector: LocalCollector) -> int:
+    return int(collector.query("SELECT COUNT(*) AS n FROM events")[0]["n"])  # type: ignore[arg-type]
+
+
+def test_first_session_second_session_and_reset(collector: LocalCollector, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = run_session(state, collector.events_url)
+    assert first.rule == at.RULE_SEND and first.stderr.count(DISCLOSURE) == 1
+    row = wait_stored(collector, str(first.session_id))
+    received_at = row.pop("received_at")
+    assert row == first.event  # exactly the eight fields, as sent
+    assert set(row) == set(at.EVENT_FIELDS)
+    assert isinstance(received_at, int) and abs(received_at - time.time()) < 120
+
+    second = run_session(state, collector.events_url)
+    assert second.stderr == ""
+    assert wait_stored(collector, str(second.session_id))["install_id"] == row["install_id"]
+
+    assert run_cli(state, collector.events_url, "reset").returncode == 0
+    third = run_session(state, collector.events_url)
+    assert third.stderr.count(DISCLOSURE) == 1
+    assert wait_stored(collector, str(third.session_id))["install_id"] != row["install_id"]
+
+    stats = collector.stats()
+    assert stats["sessions"]["1d"] >= 3  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("config", "env"),
+    [(None, {"AGENTSONAR_TELEMETRY": "off"}), (None, {"DO_NOT_TRACK": "1"}), ({"telemetry": False}, {})],
+    ids=["AGENTSONAR_TELEMETRY=off", "DO_NOT_TRACK=1", "config-telemetry-false"],
+)
+def test_opt_outs_store_nothing_now_or_next_time(
+    collector: LocalCollector, tmp_path: Path, config: dict[str, object] | None, env: dict[str, str]
+) -> None:
+    state = tmp_path / "state"
+    before = count(collector)
+    now = run_session(state, collector.events_url, config, **env)
+    later = run_session(state, collector.events_url, None, **env)
+    assert at.RULE_SEND not in (now.rule, later.rule)
+    assert now.stderr == later.stderr == ""
+    time.sleep(1)  # anything in flight would have landed by now
+    assert count(collector) == before
+    if config is not None:
+        assert later.rule == at.RULE_PERSISTED
+
+
+def test_session_that_exits_at_once_is_stored(collector: LocalCollector, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    runs = [run_session(state, collector.events_url) for _ in range(5)]
+    for run in runs:
+        assert run.rule == at.RULE_SEND
+        wait_stored(collector, str(run.session_id))
+
+
+def test_twenty_processes_on_one_fresh_state_dir(collector: LocalCollector, tmp_path: Path) -> None:
+    from conftest import SESSION_CODE
+
+    state = tmp_path / "state"
+    env = session_env(state, collector.events_url)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SESSION_CODE, "null"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(20)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    sessions = [json.loads(out)["session_id"] for out, _ in outputs]
+    assert sum(err.count(DISCLOSURE) for _, err in outputs) == 1
+    install_id = json.loads((state / "state.json").read_text())["install_id"]
+    deadline = time.monotonic() + 15
+    while True:
+        rows = stored(collector, f"install_id = '{install_id}'")
+        if len(rows) >= 20 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert sorted(str(r["session_id"]) for r in rows) == sorted(sessions)
+    assert {r["install_id"] for r in rows} == {install_id}
+
+
+class FlakyProxy:
+    """Forwards every request to the collector, but answers the first one 503: a lost answer."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.forwarded = 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = urllib.request.Request(
+                    proxy.upstream, data=body, method="POST", headers={"Content-Type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status = response.status
+                proxy.forwarded += 1
+                self.send_response(503 if proxy.forwarded == 1 else status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky_proxy(collector: LocalCollector) -> Iterator[FlakyProxy]:
+    proxy = FlakyProxy(collector.events_url)
+    yield proxy
+    proxy.close()
+
+
+def test_retried_delivery_is_stored_once(collector: LocalCollector, flaky_proxy: FlakyProxy, tmp_path: Path) -> None:
+    run = run_session(tmp_path / "state", flaky_proxy.url)
+    assert run.rule == at.RULE_SEND
+    assert flaky_proxy.forwarded == 2  # the first answer was lost, so the module retried
+    wait_stored(collector, str(run.session_id))  # asserts exactly one row
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert "backoff_until" not in state
+
+
+def test_collector_stopped_midway(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    server = LocalCollector(lifetime=300)
+    server.start()
+    try:
+        first = run_session(state, server.events_url)
+        wait_stored(server, str(first.session_id))
+        server.stop()
+        began = time.monotonic()
+        second = run_session(state, server.events_url)
+        elapsed = time.monotonic() - began
+        assert second.rule == at.RULE_SEND and second.stderr == ""
+        assert elapsed < 5  # bounded: a refused port costs the exit wait at most
+        saved = json.loads((state / "state.json").read_text())
+        assert saved["backoff_seconds"] == at.BACKOFF_INITIAL
+        third = run_session(state, server.events_url)
+        assert third.rule == at.RULE_BACKOFF and third.stderr == ""
+    finally:
+        server.close()
+
+
+def test_stats_through_http(collector: LocalCollector, tmp_path: Path) -> None:
+    run = run_session(tmp_path / "state", collector.events_url)
+    wait_stored(collector, str(run.session_id))
+    stats = collector.stats()
+    assert stats["installs"]["30d"] >= 1  # type: ignore[index]
+    assert stats["by"]["version"]["0.4.0"] >= 1  # type: ignore[index]
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"{collector.base_url}/v1/stats", timeout=10)
+    assert error.value.code == 401
+    error.value.close()
