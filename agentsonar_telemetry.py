@@ -16,8 +16,6 @@ environment is read at call time, never at import, and everything heavier than
 ``os`` and ``sys`` is imported where it is first needed.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -38,7 +36,6 @@ __all__ = [
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone needs it
-    import threading
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any, TextIO
 
@@ -192,7 +189,7 @@ def _shown(value: str) -> str:
     return value if len(value) <= 40 else value[:37] + "..."
 
 
-def env_decision(environ: Mapping[str, str]) -> tuple[str, str] | None:
+def env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
     """``(rule, reason)`` when the environment turns telemetry off, else None."""
     raw = environ.get(ENV_TELEMETRY, "")
     value = raw.strip().lower()
@@ -206,7 +203,7 @@ def env_decision(environ: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def is_debug(environ: Mapping[str, str]) -> bool:
+def is_debug(environ: "Mapping[str, str]") -> bool:
     return environ.get(ENV_TELEMETRY, "").strip().lower() == _DEBUG_VALUE
 
 
@@ -235,26 +232,36 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def endpoint_problem(endpoint: str) -> str | None:
-    """Why this endpoint may not be used, or None when it may."""
+    """Why this endpoint may not be used, or None when it may.
+
+    Parsed by hand: urllib.parse would cost the host's thread milliseconds of imports.
+    """
     if endpoint == DEFAULT_ENDPOINT:
         return None
-    if any(ch.isspace() or ord(ch) < 32 for ch in endpoint) or len(endpoint) > 2048:
-        return "contains white space or control characters"
-    from urllib.parse import urlsplit  # only overrides pay for the parser
-
-    try:
-        parts = urlsplit(endpoint)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
+    if any(ch.isspace() or not 32 < ord(ch) < 127 for ch in endpoint) or len(endpoint) > 2048:
+        return "contains white space, control or non-ASCII characters"
+    scheme, separator, rest = endpoint.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in ("https", "http"):
+        return "must be https://, or http:// to a loopback host"
+    authority = rest
+    for delimiter in "/?#":
+        authority = authority.partition(delimiter)[0]
+    if "@" in authority:
+        return "carries credentials"
+    if authority.startswith("["):
+        host, bracket, port = authority[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            return "is not a valid URL"
+        port = port[1:]
+    else:
+        host, _, port = authority.partition(":")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
         return "is not a valid URL"
+    host = host.lower()
     if not host:
         return "has no host"
-    if parts.username is not None or parts.password is not None:
-        return "carries credentials"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and _is_loopback_host(host):
+    if scheme == "https" or _is_loopback_host(host):
         return None
     return "must be https://, or http:// to a loopback host"
 
@@ -268,7 +275,7 @@ class StateError(Exception):
     """The state file exists but cannot be trusted (unreadable or corrupt)."""
 
 
-def _validate_state(data: object) -> StateDict:
+def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
         raise StateError(f"not a JSON object but {type(data).__name__}")
     for key in ("schema_version",):
@@ -286,7 +293,7 @@ def _validate_state(data: object) -> StateDict:
     return data
 
 
-def read_state(path: str) -> StateDict | None:
+def read_state(path: str) -> "StateDict | None":
     """The state at *path*, None when absent; StateError when not trustworthy."""
     try:
         with open(path, "rb") as f:
@@ -306,7 +313,7 @@ def read_state(path: str) -> StateDict | None:
     return _validate_state(data)
 
 
-def _state_bytes(state: Mapping[str, object]) -> bytes:
+def _state_bytes(state: "Mapping[str, object]") -> bytes:
     import json
 
     return (json.dumps(dict(state), indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -349,7 +356,7 @@ def _replace(src: str, dst: str) -> None:
             time.sleep(0.01 * (attempt + 1))
 
 
-def write_state(path: str, state: Mapping[str, object]) -> None:
+def write_state(path: str, state: "Mapping[str, object]") -> None:
     """Atomically replace the state file (temp file, fsync, os.replace)."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -367,7 +374,7 @@ def _link_unsupported(exc: OSError) -> bool:
     return exc.errno in {errno.EPERM, errno.EXDEV, errno.ENOSYS, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES}
 
 
-def create_state(path: str, state: Mapping[str, object], *, use_links: bool = True) -> bool:
+def create_state(path: str, state: "Mapping[str, object]", *, use_links: bool = True) -> bool:
     """Create *path* only if absent; True when this call created it.
 
     The complete, fsynced file is hard-linked into place, so other processes
@@ -441,7 +448,7 @@ def _dir_writable(directory: str) -> bool:
     return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
-def in_backoff(state: Mapping[str, object] | None, now: float) -> bool:
+def in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
     if not state:
         return False
     until = state.get("backoff_until", 0)
@@ -449,7 +456,7 @@ def in_backoff(state: Mapping[str, object] | None, now: float) -> bool:
     return isinstance(until, (int, float)) and 0 < until - now <= BACKOFF_MAX
 
 
-def next_backoff(state: Mapping[str, object], now: float) -> dict[str, object]:
+def next_backoff(state: "Mapping[str, object]", now: float) -> dict[str, object]:
     previous = state.get("backoff_seconds", 0)
     seconds = BACKOFF_INITIAL
     if isinstance(previous, (int, float)) and previous >= BACKOFF_INITIAL:
@@ -502,7 +509,7 @@ def post_event(endpoint: str, body: bytes, timeout: float) -> int:
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        def redirect_request(self, *args: "Any", **kwargs: "Any") -> None:
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
@@ -533,9 +540,9 @@ class _Delivery:
         endpoint: str,
         body: bytes,
         state_path: str,
-        clock: Callable[[], float],
+        clock: "Callable[[], float]",
         timeout: float,
-        post: Callable[[str, bytes, float], int],
+        post: "Callable[[str, bytes, float], int]",
     ) -> None:
         import threading
 
@@ -572,6 +579,9 @@ class _Delivery:
     def _run(self) -> None:
         delivered = False
         try:
+            # Give the GIL back first: the host thread is waiting in Thread.start() and should
+            # return at once, not after this thread has built its request.
+            self.hurry.wait(0.001)
             delivered, retry = self._attempt()
             if not delivered and retry:
                 self.hurry.wait(RETRY_DELAY)
@@ -613,7 +623,7 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
     write_state(path, state)
 
 
-_PENDING: set[_Delivery] = set()
+_PENDING: "set[_Delivery]" = set()
 _EXIT_WAIT_REGISTERED: list[bool] = []
 
 
@@ -659,7 +669,7 @@ class Session:
         rule: str,
         reason: str,
         event: dict[str, object] | None = None,
-        delivery: _Delivery | None = None,
+        delivery: "_Delivery | None" = None,
     ) -> None:
         self.enabled = enabled
         self.rule = rule
@@ -719,7 +729,9 @@ class Status:
 class _Decision:
     __slots__ = ("debug", "endpoint", "path", "reason", "rule", "state")
 
-    def __init__(self, rule: str, reason: str, path: str, endpoint: str, state: StateDict | None, debug: bool) -> None:
+    def __init__(
+        self, rule: str, reason: str, path: str, endpoint: str, state: "StateDict | None", debug: bool
+    ) -> None:
         self.rule = rule
         self.reason = reason
         self.path = path
@@ -738,15 +750,15 @@ class Telemetry:
 
     def __init__(
         self,
-        environ: Mapping[str, str] | None = None,
+        environ: "Mapping[str, str] | None" = None,
         *,
         state_dir: str | None = None,
         endpoint: str | None = None,
-        stderr: TextIO | None = None,
-        clock: Callable[[], float] | None = None,
+        stderr: "TextIO | None" = None,
+        clock: "Callable[[], float] | None" = None,
         timeout: float = SOCKET_TIMEOUT,
         use_links: bool = True,
-        post: Callable[[str, bytes, float], int] = post_event,
+        post: "Callable[[str, bytes, float], int]" = post_event,
     ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         self._state_dir = state_dir
@@ -780,7 +792,7 @@ class Telemetry:
         return self.environ.get(ENV_ENDPOINT, "").strip() or DEFAULT_ENDPOINT
 
     @property
-    def stderr(self) -> TextIO:
+    def stderr(self) -> "TextIO":
         return sys.stderr if self._stderr is None else self._stderr
 
     def now(self) -> float:
@@ -800,12 +812,12 @@ class Telemetry:
 
     # -- decision (no side effects) -----------------------------------------
 
-    def _decide(self, env_off: tuple[str, str] | None, config_off: str | None) -> _Decision:
+    def _decide(self, env_off: tuple[str, str] | None, config_off: str | None) -> "_Decision":
         path = self.state_path
         endpoint = self.endpoint
         debug = is_debug(self.environ)
 
-        def off(rule: str, reason: str, state: StateDict | None = None) -> _Decision:
+        def off(rule: str, reason: str, state: "StateDict | None" = None) -> "_Decision":
             return _Decision(rule, reason, path, endpoint, state, debug)
 
         if env_off is not None:
@@ -834,7 +846,7 @@ class Telemetry:
             return off(RULE_BACKOFF, "in backoff after failed sends", state)
         return _Decision(RULE_SEND, "enabled", path, endpoint, state, debug)
 
-    def status(self) -> Status:
+    def status(self) -> "Status":
         """What :meth:`start_session` would do now; reads, never writes."""
         decision = self._decide(env_decision(self.environ), None)
         state = decision.state or {}
@@ -861,8 +873,8 @@ class Telemetry:
     # -- sessions -------------------------------------------------------------
 
     def start_session(
-        self, version: str, adapter: str = "custom_python", config: Mapping[str, object] | None = None
-    ) -> Session:
+        self, version: str, adapter: str = "custom_python", config: "Mapping[str, object] | None" = None
+    ) -> "Session":
         """Start a session: decide, maybe disclose, maybe send. Never raises."""
         try:
             return self._start_session(version, adapter, config)
@@ -873,7 +885,7 @@ class Telemetry:
                 pass
             return Session(False, RULE_ERROR, f"internal error: {exc.__class__.__name__}")
 
-    def _start_session(self, version: object, adapter: object, config: object) -> Session:
+    def _start_session(self, version: object, adapter: object, config: object) -> "Session":
         env_off = env_decision(self.environ)
         if env_off is not None and config is None:
             return Session(False, *env_off)  # the fast path: no file, no thread, no import
@@ -890,9 +902,8 @@ class Telemetry:
             if not choice:
                 config_off = 'config={"telemetry": False}'
         decision = self._decide(env_off, config_off)
-        if decision.rule not in (RULE_SEND, RULE_DEBUG, RULE_BACKOFF):
+        if decision.rule not in (RULE_SEND, RULE_DEBUG):  # backoff included: no event is built
             return Session(False, decision.rule, decision.reason)
-
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, RULE_ERROR, "the system clock is out of range")
@@ -916,13 +927,11 @@ class Telemetry:
         if decision.rule == RULE_DEBUG:
             self._print(body.decode("utf-8") + "\n")
             return Session(False, RULE_DEBUG, decision.reason, event)
-        if decision.rule == RULE_BACKOFF:
-            return Session(False, RULE_BACKOFF, decision.reason)
         delivery = _Delivery(decision.endpoint, body, decision.path, self.now, self.timeout, self.post)
         delivery.start()
         return Session(True, RULE_SEND, decision.reason, event, delivery)
 
-    def _claim_install_id(self, path: str) -> StateDict | None:
+    def _claim_install_id(self, path: str) -> "StateDict | None":
         """The state with an install id; prints the disclosure if this call made it."""
         try:
             try:
@@ -979,17 +988,17 @@ class Telemetry:
         state["telemetry_disabled"] = disabled
         write_state(path, state)
 
-    def disable_persistently(self) -> Status:
+    def disable_persistently(self) -> "Status":
         """Record ``telemetry_disabled: true`` (replacing a corrupt file)."""
         self._persist(disabled=True, replace_corrupt=True)
         return self.status()
 
-    def enable_persistently(self) -> Status:
+    def enable_persistently(self) -> "Status":
         """Clear a persisted opt-out (a corrupt file becomes a fresh state)."""
         self._persist(disabled=False, replace_corrupt=True)
         return self.status()
 
-    def reset(self) -> Status:
+    def reset(self) -> "Status":
         """Delete the state file: a new install id and the disclosure next time.
 
         A persisted opt-out survives: the file is rewritten holding only it.
@@ -1008,27 +1017,29 @@ class Telemetry:
         return self.status()
 
 
-def start_session(version: str, adapter: str = "custom_python", config: Mapping[str, object] | None = None) -> Session:
+def start_session(
+    version: str, adapter: str = "custom_python", config: "Mapping[str, object] | None" = None
+) -> "Session":
     """Start a telemetry session for the host SDK; never raises, never blocks."""
     return Telemetry().start_session(version, adapter, config)
 
 
-def status() -> Status:
+def status() -> "Status":
     """What a session would do now, and which rule decided it."""
     return Telemetry().status()
 
 
-def disable_persistently() -> Status:
+def disable_persistently() -> "Status":
     """Turn telemetry off for this machine; raises OSError when it cannot."""
     return Telemetry().disable_persistently()
 
 
-def enable_persistently() -> Status:
+def enable_persistently() -> "Status":
     """Clear a persisted opt-out; raises OSError when it cannot."""
     return Telemetry().enable_persistently()
 
 
-def reset() -> Status:
+def reset() -> "Status":
     """Forget this machine's install id; raises OSError when it cannot."""
     return Telemetry().reset()
 
@@ -1038,7 +1049,7 @@ def reset() -> Status:
 # --------------------------------------------------------------------------
 
 
-def _format_status(result: Status) -> str:
+def _format_status(result: "Status") -> str:
     import json
 
     lines = [
@@ -1053,7 +1064,7 @@ def _format_status(result: Status) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None, telemetry: Telemetry | None = None) -> int:
+def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = None) -> int:
     """The command line; returns the exit status (0 ok, 1 failure, 2 usage)."""
     import argparse
     import json

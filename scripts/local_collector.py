@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -72,13 +73,14 @@ class LocalCollector:
         worker_dir: Path = WORKER_DIR,
         lifetime: int = 1800,
         log_path: Path | None = None,
+        persist_dir: Path | None = None,
     ) -> None:
         self.worker_dir = worker_dir
         self.config = config
         self.token = token
         self.lifetime = lifetime
         self.workdir = Path(tempfile.mkdtemp(prefix="agentsonar-collector-"))
-        self.persist_dir = self.workdir / "state"
+        self.persist_dir = persist_dir or self.workdir / "state"
         self.env = offline_env(str(self.workdir / "config"))
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -136,9 +138,11 @@ class LocalCollector:
             if self.process.poll() is not None:
                 raise RuntimeError(f"wrangler dev exited early:\n{self.log_path.read_text(errors='replace')}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return self
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1):
+                    return self
+            except urllib.error.HTTPError as answered:  # any HTTP answer means it is serving
+                answered.close()
+                return self
             except OSError:
                 time.sleep(0.2)
         self.stop()

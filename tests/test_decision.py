@@ -168,6 +168,12 @@ def test_state_error_beats_endpoint_and_debug(environ: dict[str, str], state_dir
         "http://127.0.0.1.example.com/v1/events",
         "http://localhost.evil.test/",
         "https://example.com/\nX-Injected: 1",
+        "http://user@127.0.0.1/v1/events",
+        "http://[::1/v1/events",
+        "https://collector.example.org:abc/v1/events",
+        "http://localhost:0/v1/events",
+        "https://collector.exämple.org/v1/events",
+        "//127.0.0.1/v1/events",
     ],
 )
 def test_endpoint_refused(environ: dict[str, str], state_dir: Path, url: str) -> None:

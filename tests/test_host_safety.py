@@ -61,7 +61,7 @@ def test_urllib_request_is_imported_by_the_sender_only(state_dir: Path) -> None:
         import _thread, sys
         main, importers = _thread.get_ident(), set()
         def hook(event, args):
-            if event == "import" and args[0] in ("urllib.request", "http.client", "ssl"):
+            if event == "import" and args[0] in ("urllib.request", "urllib.parse", "http.client", "ssl"):
                 importers.add("host" if _thread.get_ident() == main else "sender")
         sys.addaudithook(hook)
         import agentsonar_telemetry as at

@@ -8,9 +8,8 @@ export const MAX_DAILY_DAYS = 400;
 export const DIMENSIONS = ["version", "python", "os", "arch", "adapter"] as const;
 export type Dimension = (typeof DIMENSIONS)[number];
 
-/** Store one event; false when its session_id was already stored (a retried delivery). */
-export async function insertEvent(db: D1Database, event: TelemetryEvent, receivedAt: number): Promise<boolean> {
-  const result = await db
+export function insertStatement(db: D1Database, event: TelemetryEvent, receivedAt: number): D1PreparedStatement {
+  return db
     .prepare(
       `INSERT INTO events (session_id, install_id, version, python, os, arch, adapter, timestamp, received_at)
        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -26,8 +25,12 @@ export async function insertEvent(db: D1Database, event: TelemetryEvent, receive
       event.adapter,
       event.timestamp,
       receivedAt,
-    )
-    .run();
+    );
+}
+
+/** Store one event; false when its session_id was already stored (a retried delivery). */
+export async function insertEvent(db: D1Database, event: TelemetryEvent, receivedAt: number): Promise<boolean> {
+  const result = await insertStatement(db, event, receivedAt).run();
   return result.meta.changes === 1;
 }
 
@@ -50,15 +53,14 @@ type Totals = {
 };
 
 /**
- * Installs and sessions over rolling 1/7/30-day windows by receive time, installs seen on
- * two or more UTC days, and distinct installs per dimension value over 30 days. Every
- * statement reads only the last 30 days of rows, through the received_at index.
+ * The statements behind getStats. Each reads only the last 30 days of rows, through the
+ * (received_at, install_id) index, so reads grow with recent traffic, not with history.
  */
-export async function getStats(db: D1Database, now: number): Promise<Stats> {
+export function statsStatements(db: D1Database, now: number): D1PreparedStatement[] {
   const since1 = now - DAY;
   const since7 = now - 7 * DAY;
   const since30 = now - 30 * DAY;
-  const [totals, returning, ...by] = await db.batch<Record<string, unknown>>([
+  return [
     db
       .prepare(
         `SELECT COUNT(DISTINCT CASE WHEN received_at >= ?1 THEN install_id END) AS installs_1d,
@@ -86,14 +88,20 @@ export async function getStats(db: D1Database, now: number): Promise<Stats> {
         )
         .bind(since30),
     ),
-  ]);
+  ];
+}
+
+/**
+ * Installs and sessions over rolling 1/7/30-day windows by receive time, installs seen on
+ * two or more UTC days, and distinct installs per dimension value over 30 days.
+ */
+export async function getStats(db: D1Database, now: number): Promise<Stats> {
+  const [totals, returning, ...by] = await db.batch<Record<string, unknown>>(statsStatements(db, now));
   const t = (totals?.results[0] ?? {}) as Partial<Totals>;
   const byDimension = Object.fromEntries(
     DIMENSIONS.map((dimension, i) => [
       dimension,
-      Object.fromEntries(
-        (by[i]?.results ?? []).map((row) => [String(row.value), Number(row.installs)]),
-      ),
+      Object.fromEntries((by[i]?.results ?? []).map((row) => [String(row.value), Number(row.installs)])),
     ]),
   ) as Record<Dimension, Record<string, number>>;
   return {
