@@ -341,12 +341,16 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def _replace(src: str, dst: str) -> None:
+def _replace(
+    src: str,
+    dst: str,
+    attempts: int = 10 if os.name == "nt" else 1,
+    replace: "Callable[[str, str], None]" = os.replace,
+) -> None:
     # On Windows a reader holding the file open makes os.replace fail for a moment.
-    attempts = 10 if os.name == "nt" else 1
     for attempt in range(attempts):
         try:
-            os.replace(src, dst)
+            replace(src, dst)
             return
         except PermissionError:
             if attempt == attempts - 1:

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -200,3 +201,19 @@ def test_stats_through_http(collector: LocalCollector, tmp_path: Path) -> None:
         urllib.request.urlopen(f"{collector.base_url}/v1/stats", timeout=10)
     assert error.value.code == 401
     error.value.close()
+
+
+def test_retention_job_through_wrangler_dev(collector: LocalCollector) -> None:
+    old_session = str(uuid.uuid4())
+    old_day = int(time.time()) - 100 * 86400
+    collector.query(
+        f"INSERT INTO events VALUES ('{old_session}', '{uuid.uuid4()}', '0.0.1', '3.10', 'linux', 'x86_64', "
+        f"'e2e_retention', 1745891234, {old_day})"
+    )
+    with urllib.request.urlopen(f"{collector.base_url}/cdn-cgi/handler/scheduled", timeout=30) as response:
+        assert response.status == 200
+    assert stored(collector, f"session_id = '{old_session}'") == []
+    rolled = collector.query("SELECT * FROM daily_counts WHERE adapter = 'e2e_retention'")
+    assert [(r["version"], r["sessions"]) for r in rolled] == [("0.0.1", 1)]
+    daily = collector.get_json("/v1/stats/daily?days=120")["days"]
+    assert sum(d["sessions"] for d in daily if d["day"] == rolled[0]["day"]) >= 1  # type: ignore[union-attr,index]

@@ -112,9 +112,16 @@ def test_retry_once_on_5xx_and_429_with_same_body(
 def test_two_failures_give_up(
     httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, known: dict[str, object]
 ) -> None:
-    httpserver.expect_request("/v1/events").respond_with_data("down", status=503)
+    arrivals: list[float] = []
+
+    def down(request: Request) -> Response:
+        arrivals.append(time.monotonic())
+        return Response("down", status=503)
+
+    httpserver.expect_request("/v1/events").respond_with_handler(down)
     _, delivered, _, _ = send(environ, httpserver.url_for("/v1/events"))
     assert not delivered and len(httpserver.log) == 2
+    assert arrivals[1] - arrivals[0] >= 0.09  # the retry waits RETRY_DELAY (0.1 s) first
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 

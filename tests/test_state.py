@@ -313,3 +313,30 @@ def test_many_processes_on_a_fresh_state_dir(state_dir: Path, mode: str) -> None
 def test_real_home_is_the_default(hermetic: Path) -> None:
     result = run_python("import agentsonar_telemetry as at; print(at.status().state_path)", AGENTSONAR_STATE_DIR="")
     assert result.stdout.strip() == str(hermetic / ".agentsonar" / "state.json")
+
+
+def test_replace_retries_permission_errors_briefly(tmp_path: Path) -> None:
+    # What Windows does while another process holds state.json open.
+    calls = []
+
+    def busy_twice(src: str, dst: str) -> None:
+        calls.append(src)
+        if len(calls) <= 2:
+            raise PermissionError(13, "in use")
+        os.replace(src, dst)
+
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_text("x")
+    at._replace(str(src), str(dst), attempts=10, replace=busy_twice)
+    assert len(calls) == 3 and dst.read_text() == "x"
+    src.write_text("y")
+
+    def always_busy(src: str, dst: str) -> None:
+        calls.append(src)
+        raise PermissionError(13, "in use")
+
+    calls.clear()
+    with pytest.raises(PermissionError):
+        at._replace(str(src), str(dst), attempts=3, replace=always_busy)
+    assert len(calls) == 3  # then it gives up and the caller removes its temp file
+    assert at._replace.__defaults__ == (10 if os.name == "nt" else 1, os.replace)
