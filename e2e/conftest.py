@@ -58,6 +58,8 @@ SESSION_CODE = textwrap.dedent(
     import agentsonar_telemetry as at
     config = json.loads(sys.argv[1])
     s = at.start_session("0.4.0", "custom_python", config)
+    if sys.argv[2:] == ["wait"]:  # a host that keeps running, instead of exiting at once
+        s.wait(30)
     print(json.dumps({"rule": s.rule, "session_id": s.session_id, "event": s.event}), flush=True)
     """
 )
