@@ -537,7 +537,7 @@ def _retryable(status: int) -> bool:
 
 
 class _Delivery:
-    """One event on its way: a daemon thread, one retry, the outcome recorded."""
+    """One event on its way: one retry, the outcome recorded once."""
 
     def __init__(
         self,
@@ -561,12 +561,11 @@ class _Delivery:
         self.hurry = threading.Event()  # set at exit: retry without the pause
         self._lock = threading.Lock()
         self._settled = False
-        self.thread: threading.Thread = threading.Thread(target=self._run, name="agentsonar-telemetry", daemon=True)
 
     def start(self) -> None:
         _PENDING.add(self)
         _register_exit_wait()
-        self.thread.start()
+        _sender().submit(self)
 
     def _attempt(self) -> tuple[bool, bool]:
         """(delivered, worth a retry)."""
@@ -580,12 +579,11 @@ class _Delivery:
         _log("telemetry send to %s answered %s", self.endpoint, status)
         return False, _retryable(status)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        if self._settled:
+            return  # the exit wait gave up on it before its turn came
         delivered = False
         try:
-            # Give the GIL back first: the host thread is waiting in Thread.start() and should
-            # return at once, not after this thread has built its request.
-            self.hurry.wait(0.001)
             delivered, retry = self._attempt()
             if not delivered and retry:
                 self.hurry.wait(RETRY_DELAY)
@@ -627,8 +625,56 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
     write_state(path, state)
 
 
+class _Sender:
+    """The one daemon thread that delivers this process's events, one after another.
+
+    Started by the first session; later sessions only queue their event, so they pay
+    for no thread start and do not wait for the GIL while a new thread builds a request.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.pid = os.getpid()
+        self._ready = threading.Condition()
+        self._queue: list[_Delivery] = []
+        self._thread: threading.Thread | None = None
+
+    def submit(self, delivery: _Delivery) -> None:
+        import threading
+
+        with self._ready:
+            self._queue.append(delivery)
+            if self._thread is not None and self._thread.is_alive():
+                self._ready.notify()
+                return
+            self._thread = threading.Thread(target=self._loop, name="agentsonar-telemetry", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        # Give the GIL back first: the host thread is waiting in Thread.start() and should
+        # return at once, not after this thread has built its first request.
+        import time
+
+        time.sleep(0.001)
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                delivery = self._queue.pop(0)
+            delivery.run()
+
+
+_SENDERS: "list[_Sender]" = []
 _PENDING: "set[_Delivery]" = set()
 _EXIT_WAIT_REGISTERED: list[bool] = []
+
+
+def _sender() -> _Sender:
+    # A forked child has no sender thread and may have inherited a held lock: it gets its own.
+    if not _SENDERS or _SENDERS[-1].pid != os.getpid():
+        _SENDERS.append(_Sender())
+    return _SENDERS[-1]
 
 
 def _register_exit_wait() -> None:

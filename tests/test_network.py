@@ -316,3 +316,42 @@ def test_exit_against_refused_port_records_backoff(state_dir: Path, known: dict[
 
 def test_exit_wait_budget() -> None:
     assert at.EXIT_WAIT == 0.5 and at.RETRY_DELAY == 0.1
+
+
+def test_one_sender_thread_serves_every_session(
+    httpserver: HTTPServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    code = textwrap.dedent(
+        """
+        import threading, agentsonar_telemetry as at
+        sessions = [at.start_session("0.4.0") for _ in range(5)]
+        print(all(s.wait(10) for s in sessions),
+              sum(t.name == "agentsonar-telemetry" for t in threading.enumerate()),
+              " ".join(s.session_id for s in sessions))
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    delivered, threads, *sessions = result.stdout.split()
+    assert (delivered, threads) == ("True", "1")
+    assert sorted(e["session_id"] for e in events_of(httpserver)) == sorted(sessions)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_sender(httpserver: HTTPServer, state_dir: Path, known: dict[str, object]) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    code = textwrap.dedent(
+        """
+        import os, agentsonar_telemetry as at
+        assert at.start_session("0.4.0").wait(10)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if at.start_session("0.4.0").wait(10) else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0" and len(httpserver.log) == 2
