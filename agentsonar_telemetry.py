@@ -6,8 +6,9 @@ When the host SDK starts a session, :func:`start_session` sends one anonymous
 event (install id, session id, SDK version, Python minor version, os, arch,
 adapter, timestamp) from a daemon thread, prints a one-time disclosure on
 stderr, and honours every opt-out: ``AGENTSONAR_TELEMETRY=off``,
-``DO_NOT_TRACK=1``, ``config={"telemetry": False}``, a persisted flag
-(``python -m agentsonar_telemetry disable``) and deleting the state file.
+``DO_NOT_TRACK=1``, ``config={"telemetry": False}`` and a persisted flag
+(``python -m agentsonar_telemetry disable``); deleting the state file (or
+``reset``) forgets the install id.
 
 The module never raises into the host, never blocks on the network and prints
 nothing but the disclosure.  It is a single standard-library file meant to be
@@ -418,7 +419,7 @@ class _StateLock:
         import time
 
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        while True:
+        while time.monotonic() <= deadline:
             try:
                 fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
@@ -427,14 +428,13 @@ class _StateLock:
                         _unlink_quietly(self.lock_path)  # its owner died holding it
                         continue
                 except OSError:
-                    continue
-                if time.monotonic() > deadline:
-                    return False
+                    continue  # released meanwhile: try again at once
                 time.sleep(0.005)
                 continue
             os.close(fd)
             self.acquired = True
             return True
+        return False
 
     def __exit__(self, *exc_info: object) -> None:
         if self.acquired:
@@ -893,7 +893,10 @@ class Telemetry:
                 RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", path, endpoint, state, debug
             )
         if in_backoff(state, self.now()):
-            return off(RULE_BACKOFF, "in backoff after failed sends", state)
+            import time
+
+            until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
+            return off(RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
         return _Decision(RULE_SEND, "enabled", path, endpoint, state, debug)
 
     def status(self) -> "Status":
@@ -903,12 +906,14 @@ class Telemetry:
         install_id = state.get("install_id") if _is_uuid4(state.get("install_id")) else None
         event = None
         if decision.rule in (RULE_SEND, RULE_DEBUG, RULE_BACKOFF):
-            event = build_event(
-                install_id=str(install_id) if install_id else "(assigned at the first session)",
+            # The fields this machine decides; the rest are the host's, and per session.
+            event = build_event(install_id="", session_id="", version="", adapter="", timestamp=self.now())
+            event.update(
+                install_id=install_id or "(assigned at the first session)",
                 session_id="(new for each session)",
                 version="(the host SDK's version)",
-                adapter="custom_python",
-                timestamp=self.now(),
+                adapter="(the host SDK's adapter, custom_python by default)",
+                timestamp="(when the session starts)",
             )
         return Status(
             decision.rule == RULE_SEND,
