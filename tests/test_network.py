@@ -355,3 +355,14 @@ def test_a_forked_child_gets_its_own_sender(httpserver: HTTPServer, state_dir: P
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0" and len(httpserver.log) == 2
+
+
+def test_the_socket_timeout_applies_to_each_attempt(
+    silent_server: SilentServer, environ: dict[str, str], known: dict[str, object]
+) -> None:
+    # Default client: each attempt gives up after SOCKET_TIMEOUT (2 s), then the one retry.
+    # Without a timeout the first attempt would hang and the retry would never connect.
+    session, delivered, elapsed, err = send(environ, silent_server.url)
+    assert session.enabled and not delivered and err == ""
+    assert len(silent_server.accepted) == 2
+    assert elapsed >= 2 * at.SOCKET_TIMEOUT  # both attempts waited out their timeout

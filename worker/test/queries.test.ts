@@ -243,3 +243,29 @@ describe("rollUpAndDelete and the scheduled job", () => {
     expect(await snapshot()).toBe(before);
   });
 });
+
+describe("what D1 bills", () => {
+  async function statsRowsRead(): Promise<number> {
+    const { statsStatements } = await import("../src/queries");
+    const results = await env.DB.batch(statsStatements(env.DB, NOW));
+    return results.reduce((sum, r) => sum + r.meta.rows_read, 0);
+  }
+
+  it("stats reads do not grow with history outside the 30-day window", async () => {
+    await seed(Array.from({ length: 20 }, () => ({ install: uuid4(), ago: HOUR })));
+    await seed(Array.from({ length: 100 }, () => ({ install: uuid4(), ago: 45 * DAY })));
+    const before = await statsRowsRead();
+    await seed(Array.from({ length: 300 }, () => ({ install: uuid4(), ago: 60 * DAY })));
+    expect(await statsRowsRead()).toBe(before);
+    expect(before).toBeLessThan(20 * 20); // on the order of the recent rows, never the old ones
+  });
+
+  it("a repeated event writes no row", async () => {
+    const { insertStatement } = await import("../src/queries");
+    const event = makeEvent();
+    const first = await insertStatement(env.DB, event, NOW).run();
+    const again = await insertStatement(env.DB, event, NOW).run();
+    expect(first.meta.rows_written).toBeGreaterThan(0);
+    expect(again.meta.rows_written).toBe(0);
+  });
+});

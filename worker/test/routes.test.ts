@@ -1,6 +1,6 @@
 // The HTTP API, through the Worker's own fetch handler, against real D1.
 import { env, exports } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { EVENT_FIELDS } from "../src/event";
 import {
   BASE,
@@ -311,15 +311,23 @@ describe("GET /v1/stats and /v1/stats/daily over HTTP", () => {
 });
 
 describe("internal errors", () => {
-  it("answer a generic 500 in the one error shape", async () => {
+  it("answer a generic 500 in the one error shape, and log no request content", async () => {
     const broken = { ...env, DB: undefined } as unknown as Env;
+    const event = makeEvent();
     const request = new Request(`${BASE}/v1/events`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(makeEvent()),
+      headers: { "Content-Type": "application/json", "X-Secret-Header": "do-not-log" },
+      body: JSON.stringify(event),
     });
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
     const response = await fetchWithEnv(request, broken);
     const message = await expectError(response, 500, "internal_error");
     expect(message).toBe("internal error");
+    expect(logged).toHaveBeenCalledTimes(1);
+    const text = JSON.stringify(logged.mock.calls);
+    for (const secret of [event.session_id, event.install_id, "do-not-log", BASE]) {
+      expect(text).not.toContain(secret);
+    }
+    logged.mockRestore();
   });
 });
