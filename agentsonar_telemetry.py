@@ -777,17 +777,14 @@ class Status:
 
 
 class _Decision:
-    __slots__ = ("debug", "endpoint", "path", "reason", "rule", "state")
+    __slots__ = ("endpoint", "path", "reason", "rule", "state")
 
-    def __init__(
-        self, rule: str, reason: str, path: str, endpoint: str, state: "StateDict | None", debug: bool
-    ) -> None:
+    def __init__(self, rule: str, reason: str, path: str, endpoint: str, state: "StateDict | None") -> None:
         self.rule = rule
         self.reason = reason
         self.path = path
         self.endpoint = endpoint
         self.state = state
-        self.debug = debug
 
 
 class Telemetry:
@@ -865,39 +862,36 @@ class Telemetry:
     def _decide(self, env_off: tuple[str, str] | None, config_off: str | None) -> "_Decision":
         path = self.state_path
         endpoint = self.endpoint
-        debug = is_debug(self.environ)
 
-        def off(rule: str, reason: str, state: "StateDict | None" = None) -> "_Decision":
-            return _Decision(rule, reason, path, endpoint, state, debug)
+        def decided(rule: str, reason: str, state: "StateDict | None" = None) -> "_Decision":
+            return _Decision(rule, reason, path, endpoint, state)
 
         if env_off is not None:
-            return off(*env_off)
+            return decided(*env_off)
         if config_off is not None:
-            return off(RULE_CONFIG, config_off)
+            return decided(RULE_CONFIG, config_off)
         try:
             state = read_state(path)
         except StateError as exc:
-            return off(
+            return decided(
                 RULE_STATE_ERROR,
                 f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh",
             )
         if state is not None and state.get("telemetry_disabled") is True:
-            return off(RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
+            return decided(RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
         if not _dir_writable(os.path.dirname(path)):
-            return off(RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
+            return decided(RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
         problem = endpoint_problem(endpoint)
         if problem is not None:
-            return off(RULE_ENDPOINT, f"{ENV_ENDPOINT}={_shown(endpoint)} {problem}", state)
-        if debug:
-            return _Decision(
-                RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", path, endpoint, state, debug
-            )
+            return decided(RULE_ENDPOINT, f"{ENV_ENDPOINT}={_shown(endpoint)} {problem}", state)
+        if is_debug(self.environ):
+            return decided(RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", state)
         if in_backoff(state, self.now()):
             import time
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
-            return off(RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
-        return _Decision(RULE_SEND, "enabled", path, endpoint, state, debug)
+            return decided(RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
+        return decided(RULE_SEND, "enabled", state)
 
     def status(self) -> "Status":
         """What :meth:`start_session` would do now; reads, never writes."""

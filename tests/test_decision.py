@@ -144,6 +144,8 @@ def test_persisted_opt_out(collector: HTTPServer, environ: dict[str, str], state
     session, err = start(environ)
     assert session.rule == at.RULE_PERSISTED and err == "" and sent(collector) == []
     assert "telemetry_disabled" in session.reason
+    # Opted out before its first session: this machine never got an install id.
+    assert json.loads((state_dir / "state.json").read_text()) == {"schema_version": 1, "telemetry_disabled": True}
 
 
 def test_state_error_beats_endpoint_and_debug(environ: dict[str, str], state_dir: Path) -> None:

@@ -77,10 +77,6 @@ def test_never_answering_collector_is_bounded(
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 
-def test_default_socket_timeout_is_two_seconds() -> None:
-    assert at.SOCKET_TIMEOUT == 2.0 and at.Telemetry().timeout == 2.0
-
-
 def test_slow_collector_within_timeout(
     httpserver: HTTPServer, environ: dict[str, str], known: dict[str, object]
 ) -> None:

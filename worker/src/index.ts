@@ -73,7 +73,7 @@ async function getDailyRoute(_request: Request, env: Env, url: URL): Promise<Res
   return json(await getDailySessions(env.DB, nowSeconds(), days));
 }
 
-export async function runRetention(env: Env, now: number): Promise<void> {
+async function runRetention(env: Env, now: number): Promise<void> {
   const retentionDays = parseRetentionDays(env.RETENTION_DAYS);
   if (retentionDays === null) {
     console.error("configuration error: RETENTION_DAYS must be an integer of at least 31; nothing was changed");

@@ -1,4 +1,5 @@
 import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
 import type { TelemetryEvent } from "../src/event";
 
 export const BASE = "http://collector.test";
@@ -60,7 +61,6 @@ export async function snapshot(): Promise<string> {
 }
 
 export async function expectError(response: Response, status: number, code: string): Promise<string> {
-  const { expect } = await import("vitest");
   expect(response.status).toBe(status);
   expect(response.headers.get("Content-Type")).toBe("application/json; charset=utf-8");
   const body = (await response.json()) as { ok: boolean; error: { code: string; message: string } };
