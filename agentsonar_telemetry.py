@@ -30,7 +30,9 @@ __all__ = [
     "disable_persistently",
     "enable_persistently",
     "main",
+    "is_disabled",
     "reset",
+    "session_start",
     "start_session",
     "status",
 ]
@@ -54,7 +56,8 @@ LOGGER_NAME = "agentsonar.telemetry"
 
 ENV_TELEMETRY = "AGENTSONAR_TELEMETRY"
 ENV_DO_NOT_TRACK = "DO_NOT_TRACK"
-ENV_ENDPOINT = "AGENTSONAR_TELEMETRY_URL"
+ENV_ENDPOINT = "AGENTSONAR_TELEMETRY_ENDPOINT"  # the SDK's documented name; it wins over the alias
+ENV_ENDPOINT_ALIAS = "AGENTSONAR_TELEMETRY_URL"
 ENV_STATE_DIR = "AGENTSONAR_STATE_DIR"
 
 _OFF_VALUES = frozenset({"off", "0", "false", "no", "disabled"})
@@ -78,7 +81,10 @@ _LOCK_WAIT_SECONDS = 0.25
 _VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+_-")
 _NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz_")
 _HEX = frozenset("0123456789abcdef")
-_ARCH_ALIASES = {"aarch64": "arm64", "arm64": "arm64", "amd64": "x86_64", "x64": "x86_64", "x86_64": "x86_64"}
+# contract/normalization.json holds the same table; the collector applies it to what
+# released SDKs send raw, and a test keeps these two lines equal to it.
+_ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
+_OS_KEEPING_DIGITS = frozenset({"win32"})
 
 #: The eight fields of the contract, in the order they are sent.
 EVENT_FIELDS = ("install_id", "session_id", "version", "python", "os", "arch", "adapter", "timestamp")
@@ -126,7 +132,7 @@ def _new_uuid4() -> str:
 def normalize_os(platform: str) -> str:
     """The ``sys.platform`` family: ``linux``, ``darwin``, ``win32``, ``freebsd`` ..."""
     value = platform.strip().lower()
-    if value != "win32":
+    if value not in _OS_KEEPING_DIGITS:
         value = value.rstrip("0123456789")  # freebsd14 -> freebsd, linux2 -> linux
     return value if _is_token(value) else "unknown"
 
@@ -183,6 +189,7 @@ RULE_DEBUG = "debug"
 RULE_BACKOFF = "backoff"
 RULE_SEND = "send"
 RULE_ERROR = "error"
+_OPT_OUT_RULES = frozenset({RULE_ENV, RULE_DO_NOT_TRACK, RULE_CONFIG, RULE_PERSISTED, RULE_STATE_ERROR})
 
 
 def _shown(value: str) -> str:
@@ -202,6 +209,11 @@ def env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
     if dnt.strip().lower() not in _DO_NOT_TRACK_UNSET:
         return RULE_DO_NOT_TRACK, f"{ENV_DO_NOT_TRACK}={_shown(dnt)}"
     return None
+
+
+def env_enables(environ: "Mapping[str, str]") -> bool:
+    """An on-value of ``AGENTSONAR_TELEMETRY``: it overrides a persisted opt-out (rule 4)."""
+    return environ.get(ENV_TELEMETRY, "").strip().lower() in _ON_VALUES
 
 
 def is_debug(environ: "Mapping[str, str]") -> bool:
@@ -836,7 +848,15 @@ class Telemetry:
     def endpoint(self) -> str:
         if self._endpoint is not None:
             return self._endpoint
-        return self.environ.get(ENV_ENDPOINT, "").strip() or DEFAULT_ENDPOINT
+        return self._endpoint_setting()[1] or DEFAULT_ENDPOINT
+
+    def _endpoint_setting(self) -> tuple[str, str]:
+        """``(variable, value)`` of the endpoint override; the SDK's own name wins."""
+        for name in (ENV_ENDPOINT, ENV_ENDPOINT_ALIAS):
+            value = self.environ.get(name, "").strip()
+            if value:
+                return name, value
+        return ENV_ENDPOINT, ""
 
     @property
     def stderr(self) -> "TextIO":
@@ -877,13 +897,18 @@ class Telemetry:
                 RULE_STATE_ERROR,
                 f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh",
             )
+        enabled = "enabled"
         if state is not None and state.get("telemetry_disabled") is True:
-            return decided(RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
+            if not env_enables(self.environ):
+                return decided(RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
+            raw = self.environ.get(ENV_TELEMETRY, "")
+            enabled = f"enabled: {ENV_TELEMETRY}={_shown(raw)} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
             return decided(RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
         problem = endpoint_problem(endpoint)
         if problem is not None:
-            return decided(RULE_ENDPOINT, f"{ENV_ENDPOINT}={_shown(endpoint)} {problem}", state)
+            variable = ENV_ENDPOINT if self._endpoint is not None else self._endpoint_setting()[0]
+            return decided(RULE_ENDPOINT, f"{variable}={_shown(endpoint)} {problem}", state)
         if is_debug(self.environ):
             return decided(RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", state)
         if in_backoff(state, self.now()):
@@ -891,7 +916,7 @@ class Telemetry:
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
             return decided(RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
-        return decided(RULE_SEND, "enabled", state)
+        return decided(RULE_SEND, enabled, state)
 
     def status(self) -> "Status":
         """What :meth:`start_session` would do now; reads, never writes."""
@@ -982,6 +1007,11 @@ class Telemetry:
 
     def _claim_install_id(self, path: str) -> "StateDict | None":
         """The state with an install id; prints the disclosure if this call made it."""
+        override = env_enables(self.environ)
+
+        def opted_out(state: "StateDict") -> bool:
+            return state.get("telemetry_disabled") is True and not override
+
         try:
             try:
                 current = read_state(path)
@@ -1002,14 +1032,14 @@ class Telemetry:
                 created = False
                 with _StateLock(path) as locked:
                     state = read_state(path)
-                    if locked and state is not None and "install_id" not in state:
+                    if locked and state is not None and "install_id" not in state and not opted_out(state):
                         state.update(install_id=_new_uuid4(), disclosure_shown=True)
                         write_state(path, state)
                         created = True
         except (OSError, StateError) as exc:
             _log("could not create the telemetry state: %r", exc)
             return None
-        if state is None or not _is_uuid4(state.get("install_id")) or state.get("telemetry_disabled") is True:
+        if state is None or not _is_uuid4(state.get("install_id")) or opted_out(state):
             return None
         if created:
             self._print(disclosure_text(path))
@@ -1071,6 +1101,24 @@ def start_session(
 ) -> "Session":
     """Start a telemetry session for the host SDK; never raises, never blocks."""
     return Telemetry().start_session(version, adapter, config)
+
+
+def session_start(adapter: str, version: str, config_pref: bool | None = None) -> "Session":
+    """The call of the SDK that exists (agentsonar 0.4.0-0.7.0); never raises.
+
+    ``config_pref`` is the host's ``config.get("telemetry")``: False persists the
+    opt-out and sends nothing, True clears it and goes on, None follows the rules.
+    """
+    config = None if config_pref is None else {"telemetry": config_pref}
+    return Telemetry().start_session(version, adapter, config)
+
+
+def is_disabled() -> bool:
+    """True when an opt-out decides (environment, persisted flag, untrusted state)."""
+    try:
+        return Telemetry().status().rule in _OPT_OUT_RULES
+    except Exception:  # noqa: BLE001 - fail closed: in doubt, nothing is sent
+        return True
 
 
 def status() -> "Status":
