@@ -1,6 +1,7 @@
 // The contract: contract/event.schema.json, bundled at build time so it cannot drift.
 import { type OutputUnit, type Schema, Validator } from "@cfworker/json-schema";
 import schema from "../../contract/event.schema.json";
+import normalization from "../../contract/normalization.json";
 
 export const EVENT_FIELDS = [
   "install_id",
@@ -30,8 +31,33 @@ const validator = new Validator(schema as Schema, "2020-12", false);
 
 export type Validation = { ok: true; event: TelemetryEvent } | { ok: false; message: string };
 
+const ARCH_ALIASES: Record<string, string> = normalization.arch_aliases;
+const OS_KEEPING_DIGITS = new Set(normalization.os_keeping_trailing_digits);
+
+/** The one name of an arch that released SDKs send raw (`amd64`, `aarch64`): contract/normalization.json. */
+export function normalizeArch(arch: string): string {
+  return (Object.hasOwn(ARCH_ALIASES, arch) && ARCH_ALIASES[arch]) || arch;
+}
+
+/** The `sys.platform` family: `freebsd14` -> `freebsd`; `win32` keeps its digits. */
+export function normalizeOs(os: string): string {
+  if (OS_KEEPING_DIGITS.has(os)) return os;
+  const family = os.replace(/[0-9]+$/, "");
+  return family === "" ? os : family;
+}
+
+/** Aliases first (old and new clients count as one), then the contract decides. */
+function normalizeAliases(value: unknown): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value;
+  const event = { ...(value as Record<string, unknown>) };
+  if (typeof event.arch === "string") event.arch = normalizeArch(event.arch);
+  if (typeof event.os === "string") event.os = normalizeOs(event.os);
+  return event;
+}
+
 /** Validate a parsed body against the schema; the message names the field and the rule. */
-export function validateEvent(value: unknown): Validation {
+export function validateEvent(parsed: unknown): Validation {
+  const value = normalizeAliases(parsed);
   const result = validator.validate(value);
   if (result.valid) {
     return { ok: true, event: value as TelemetryEvent };

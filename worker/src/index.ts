@@ -15,6 +15,8 @@ type Route = { methods: string[]; handle: (request: Request, env: Env, url: URL)
 
 const ROUTES: Record<string, Route> = {
   "/v1/events": { methods: ["POST"], handle: postEvent },
+  // Every released SDK (agentsonar 0.4.0-0.7.0) posts here.
+  "/event": { methods: ["POST"], handle: postEvent },
   "/v1/stats": { methods: ["GET"], handle: withStatsAuth(getStatsRoute) },
   "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
   "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },

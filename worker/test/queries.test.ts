@@ -2,6 +2,7 @@
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import normalization from "../../contract/normalization.json";
 import worker from "../src/index";
 import {
   DAY,
@@ -267,5 +268,54 @@ describe("what D1 bills", () => {
     const again = await insertStatement(env.DB, event, NOW).run();
     expect(first.meta.rows_written).toBeGreaterThan(0);
     expect(again.meta.rows_written).toBe(0);
+  });
+});
+
+describe("migration 0002: rows stored before ingest normalised os and arch", () => {
+  const migration = env.TEST_MIGRATIONS.find((m) => m.name.startsWith("0002_"));
+
+  async function runMigration(): Promise<void> {
+    if (migration === undefined) throw new Error("migration 0002 is missing");
+    await env.DB.batch(migration.queries.map((sql) => env.DB.prepare(sql)));
+  }
+
+  it("normalises every case of contract/normalization.json in events, and again changes nothing", async () => {
+    for (const { field, sent } of normalization.cases) {
+      await insertEvent(env.DB, makeEvent({ [field]: sent, adapter: field === "os" ? "os_case" : "arch_case" }), NOW);
+    }
+    await runMigration();
+    const { results } = await env.DB.prepare("SELECT os, arch, adapter FROM events").all<Record<string, string>>();
+    const stored = (field: string) =>
+      results.filter((r) => r.adapter === `${field}_case`).map((r) => r[field]).sort();
+    for (const field of ["os", "arch"]) {
+      const expected = normalization.cases.filter((c) => c.field === field).map((c) => c.stored).sort();
+      expect(stored(field)).toEqual(expected);
+    }
+    const before = await snapshot();
+    await runMigration();
+    expect(await snapshot()).toBe(before);
+  });
+
+  it("merges rolled-up days stored under an alias into the normalised row", async () => {
+    const insert = env.DB.prepare(
+      "INSERT INTO daily_counts (day, version, python, os, arch, adapter, sessions) VALUES ('2026-01-05', '0.7.0', '3.12', ?1, ?2, 'custom_python', ?3)",
+    );
+    await env.DB.batch([
+      insert.bind("win32", "amd64", 3),
+      insert.bind("win32", "x64", 4),
+      insert.bind("win32", "x86_64", 5),
+      insert.bind("freebsd14", "amd64", 2),
+      insert.bind("freebsd", "x86_64", 1),
+      insert.bind("linux", "aarch64", 7),
+    ]);
+    await runMigration();
+    const { results } = await env.DB.prepare(
+      "SELECT os, arch, sessions FROM daily_counts ORDER BY os, arch",
+    ).all();
+    expect(results).toEqual([
+      { os: "freebsd", arch: "x86_64", sessions: 3 },
+      { os: "linux", arch: "arm64", sessions: 7 },
+      { os: "win32", arch: "x86_64", sessions: 12 },
+    ]);
   });
 });

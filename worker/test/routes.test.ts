@@ -1,6 +1,7 @@
 // The HTTP API, through the Worker's own fetch handler, against real D1.
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import normalization from "../../contract/normalization.json";
 import { EVENT_FIELDS } from "../src/event";
 import {
   BASE,
@@ -329,5 +330,81 @@ describe("internal errors", () => {
       expect(text).not.toContain(secret);
     }
     logged.mockRestore();
+  });
+});
+
+describe("POST /event: the path of released SDKs (agentsonar 0.4.0-0.7.0)", () => {
+  function postTo(path: string, body: string, headers: Record<string, string> = {}) {
+    return exports.default.fetch(`${BASE}${path}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...headers },
+      body,
+    });
+  }
+
+  it("stores a valid event exactly as /v1/events does, once per session id", async () => {
+    const event = makeEvent();
+    for (let i = 0; i < 2; i++) {
+      const response = await postTo("/event", JSON.stringify(event));
+      expect(response.status).toBe(202);
+      expect(await response.json()).toEqual({ ok: true });
+    }
+    expect((await postTo("/v1/events", JSON.stringify(event))).status).toBe(202);
+    const rows = await allRows();
+    expect(rows).toHaveLength(1);
+    const { received_at: _, ...fields } = rows[0] as Record<string, unknown>;
+    expect(fields).toEqual(event);
+  });
+
+  it("answers every error as /v1/events does", async () => {
+    const event = makeEvent();
+    for (const path of ["/event", "/v1/events"]) {
+      await expectError(await postTo(path, JSON.stringify(event), { "Content-Type": "text/plain" }), 415, "unsupported_media_type");
+      await expectError(await postTo(path, "x".repeat(2048)), 413, "payload_too_large");
+      await expectError(await postTo(path, "{"), 400, "invalid_json");
+      await expectError(await postTo(path, JSON.stringify({ ...event, hostname: "h" })), 400, "invalid_event");
+      const wrongMethod = await exports.default.fetch(`${BASE}${path}`);
+      await expectError(wrongMethod, 405, "method_not_allowed");
+      expect(wrongMethod.headers.get("Allow")).toBe("POST");
+    }
+    expect(await rowCount()).toBe(0);
+  });
+
+  it("runs every contract vector with the same answer as /v1/events", async () => {
+    for (const [kind, vectors] of Object.entries(env.TEST_VECTORS)) {
+      for (const text of Object.values(vectors)) {
+        expect((await postTo("/event", text)).status, text).toBe(kind === "valid" ? 202 : 400);
+      }
+    }
+  });
+});
+
+describe("os and arch aliases are normalised at ingest (contract/normalization.json)", () => {
+  it("has a case for every arch alias", () => {
+    const covered = new Set(normalization.cases.filter((c) => c.field === "arch").map((c) => c.sent));
+    for (const alias of Object.keys(normalization.arch_aliases)) expect(covered).toContain(alias);
+  });
+
+  for (const { field, sent, stored } of normalization.cases) {
+    it(`stores ${field} ${sent} as ${stored}`, async () => {
+      const event = makeEvent({ [field]: sent });
+      expect((await postEvent(event)).status).toBe(202);
+      const [row] = await allRows();
+      expect(row?.[field]).toBe(stored);
+    });
+  }
+
+  it("an old SDK's raw amd64/win32 and a new client's x86_64 count as one arch", async () => {
+    const install = makeEvent().install_id;
+    await postEvent(makeEvent({ install_id: install, arch: "amd64", os: "win32" }));
+    await postEvent(makeEvent({ install_id: makeEvent().install_id, arch: "x86_64", os: "win32" }));
+    const stats = (await (await get("/v1/stats")).json()) as { by: Record<string, Record<string, number>> };
+    expect(stats.by.arch).toEqual({ x86_64: 2 });
+  });
+
+  it("does not turn an invalid value valid: the contract still decides after the aliases", async () => {
+    await expectError(await postEvent(makeEvent({ arch: "AMD64" })), 400, "invalid_event");
+    await expectError(await postEvent(makeEvent({ os: "FreeBSD14" })), 400, "invalid_event");
+    expect(await rowCount()).toBe(0);
   });
 });
