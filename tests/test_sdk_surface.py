@@ -197,7 +197,7 @@ def test_a_refused_endpoint_names_the_variable_that_set_it(monkeypatch: pytest.M
 
 
 def test_the_client_alias_table_is_the_contract_table() -> None:
-    assert at._ARCH_ALIASES == NORMALIZATION["arch_aliases"]
+    assert NORMALIZATION["arch_aliases"] == at._ARCH_ALIASES
     assert sorted(at._OS_KEEPING_DIGITS) == NORMALIZATION["os_keeping_trailing_digits"]
 
 
