@@ -12,9 +12,10 @@ stderr, and honours every opt-out: ``AGENTSONAR_TELEMETRY=off``,
 
 The module never raises into the host, never blocks on the network and prints
 nothing but the disclosure.  It is a single standard-library file meant to be
-copied into another package (for example as ``somepkg/_telemetry.py``); the
-environment is read at call time, never at import, and everything heavier than
-``os`` and ``sys`` is imported where it is first needed.
+copied into another package (for example over ``agentsonar/_telemetry.py``,
+whose ``session_start`` and ``is_disabled`` it keeps); the environment is read
+at call time, never at import, and everything heavier than ``os`` and ``sys``
+is imported where it is first needed.
 """
 
 import os
@@ -49,27 +50,40 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone need
 # Constants
 # --------------------------------------------------------------------------
 
-DEFAULT_ENDPOINT = "https://t.agent-sonar.com/v1/events"
-STATE_FILE_NAME = "state.json"
-STATE_SCHEMA_VERSION = 1
-LOGGER_NAME = "agentsonar.telemetry"
+_DEFAULT_ENDPOINT = "https://t.agent-sonar.com/v1/events"
+_STATE_FILE_NAME = "state.json"
+_STATE_SCHEMA_VERSION = 1
+_LOGGER_NAME = "agentsonar.telemetry"
 
-ENV_TELEMETRY = "AGENTSONAR_TELEMETRY"
-ENV_DO_NOT_TRACK = "DO_NOT_TRACK"
-ENV_ENDPOINT = "AGENTSONAR_TELEMETRY_ENDPOINT"  # the SDK's documented name; it wins over the alias
-ENV_ENDPOINT_ALIAS = "AGENTSONAR_TELEMETRY_URL"
-ENV_STATE_DIR = "AGENTSONAR_STATE_DIR"
+_ENV_TELEMETRY = "AGENTSONAR_TELEMETRY"
+_ENV_DO_NOT_TRACK = "DO_NOT_TRACK"
+_ENV_ENDPOINT = "AGENTSONAR_TELEMETRY_ENDPOINT"  # the SDK's documented name; it wins over the alias
+_ENV_ENDPOINT_ALIAS = "AGENTSONAR_TELEMETRY_URL"
+_ENV_STATE_DIR = "AGENTSONAR_STATE_DIR"
 
 _OFF_VALUES = frozenset({"off", "0", "false", "no", "disabled"})
 _ON_VALUES = frozenset({"on", "1", "true", "yes", "enabled"})
 _DEBUG_VALUE = "debug"
 _DO_NOT_TRACK_UNSET = frozenset({"", "0", "false", "no", "off"})
 
-SOCKET_TIMEOUT = 2.0  # seconds, per attempt
-RETRY_DELAY = 0.1  # seconds before the one retry
-EXIT_WAIT = 0.5  # seconds an in-flight send may delay interpreter exit
-BACKOFF_INITIAL = 3600.0  # one hour after the first failed send
-BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
+# Session.rule and Status.rule: which rule decided (README.md, "Who decides").
+_RULE_ENV = "AGENTSONAR_TELEMETRY"
+_RULE_DO_NOT_TRACK = "DO_NOT_TRACK"
+_RULE_CONFIG = "config"
+_RULE_PERSISTED = "telemetry_disabled"
+_RULE_STATE_ERROR = "state_error"
+_RULE_ENDPOINT = "endpoint"
+_RULE_DEBUG = "debug"
+_RULE_BACKOFF = "backoff"
+_RULE_SEND = "send"
+_RULE_ERROR = "error"
+_OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
+
+_SOCKET_TIMEOUT = 2.0  # seconds, per attempt
+_RETRY_DELAY = 0.1  # seconds before the one retry
+_EXIT_WAIT = 0.5  # seconds pending sends may delay interpreter exit, all of them together
+_BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
+_BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
 
 _MAX_STATE_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 1024
@@ -86,8 +100,8 @@ _HEX = frozenset("0123456789abcdef")
 _ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
 _OS_KEEPING_DIGITS = frozenset({"win32"})
 
-#: The eight fields of the contract, in the order they are sent.
-EVENT_FIELDS = ("install_id", "session_id", "version", "python", "os", "arch", "adapter", "timestamp")
+# The eight fields of the contract, in the order they are sent.
+_EVENT_FIELDS = ("install_id", "session_id", "version", "python", "os", "arch", "adapter", "timestamp")
 
 
 # --------------------------------------------------------------------------
@@ -129,7 +143,7 @@ def _new_uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def normalize_os(platform: str) -> str:
+def _normalize_os(platform: str) -> str:
     """The ``sys.platform`` family: ``linux``, ``darwin``, ``win32``, ``freebsd`` ..."""
     value = platform.strip().lower()
     if value not in _OS_KEEPING_DIGITS:
@@ -137,39 +151,42 @@ def normalize_os(platform: str) -> str:
     return value if _is_token(value) else "unknown"
 
 
-def normalize_arch(machine: str) -> str:
+def _normalize_arch(machine: str) -> str:
     """``arm64`` and ``x86_64`` under one name whatever the OS calls them."""
     value = machine.strip().lower()
     value = _ARCH_ALIASES.get(value, value)
     return value if _is_token(value) else "unknown"
 
 
-def _machine() -> str:
-    if hasattr(os, "uname"):
-        return os.uname().machine
-    import platform  # Windows: platform reads PROCESSOR_ARCHITECTURE for us
+def _machine(environ: "Mapping[str, str]", platform: str) -> str:
+    if platform == "win32":
+        # Never platform.machine(): on Windows it runs `cmd /c ver` or WMI queries on the
+        # host's thread (seconds without WMI rights, cpython#112278). W6432 is the real
+        # machine when a 32-bit Python runs on a 64-bit Windows.
+        return environ.get("PROCESSOR_ARCHITEW6432", "") or environ.get("PROCESSOR_ARCHITECTURE", "")
+    uname = getattr(os, "uname", None)
+    return uname().machine if uname is not None else ""
 
-    return platform.machine()
+
+def _platform_fields(environ: "Mapping[str, str]", platform: str | None = None) -> dict[str, object]:
+    """The fields this machine decides: python, os and arch (*platform*: ``sys.platform``)."""
+    platform = sys.platform if platform is None else platform
+    return {
+        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
+        "os": _normalize_os(platform),
+        "arch": _normalize_arch(_machine(environ, platform)),
+    }
 
 
-def build_event(
-    *,
-    install_id: str,
-    session_id: str,
-    version: object,
-    adapter: object,
-    timestamp: float,
-    platform: str | None = None,
-    machine: str | None = None,
+def _build_event(
+    environ: "Mapping[str, str]", install_id: str, version: object, adapter: object, timestamp: float
 ) -> dict[str, object]:
     """The contract's event; a bad ``version`` or ``adapter`` becomes ``unknown``."""
     return {
         "install_id": install_id,
-        "session_id": session_id,
+        "session_id": _new_uuid4(),
         "version": version if _is_version(version) else "unknown",
-        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "os": normalize_os(sys.platform if platform is None else platform),
-        "arch": normalize_arch(_machine() if machine is None else machine),
+        **_platform_fields(environ),
         "adapter": adapter if _is_name(adapter) else "unknown",
         "timestamp": round(timestamp, 3),
     }
@@ -179,48 +196,36 @@ def build_event(
 # Decision: which rule turns telemetry off (DESIGN.md, first match wins)
 # --------------------------------------------------------------------------
 
-RULE_ENV = "AGENTSONAR_TELEMETRY"
-RULE_DO_NOT_TRACK = "DO_NOT_TRACK"
-RULE_CONFIG = "config"
-RULE_PERSISTED = "telemetry_disabled"
-RULE_STATE_ERROR = "state_error"
-RULE_ENDPOINT = "endpoint"
-RULE_DEBUG = "debug"
-RULE_BACKOFF = "backoff"
-RULE_SEND = "send"
-RULE_ERROR = "error"
-_OPT_OUT_RULES = frozenset({RULE_ENV, RULE_DO_NOT_TRACK, RULE_CONFIG, RULE_PERSISTED, RULE_STATE_ERROR})
-
 
 def _shown(value: str) -> str:
     value = value.strip()
     return value if len(value) <= 40 else value[:37] + "..."
 
 
-def env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
+def _env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
     """``(rule, reason)`` when the environment turns telemetry off, else None."""
-    raw = environ.get(ENV_TELEMETRY, "")
+    raw = environ.get(_ENV_TELEMETRY, "")
     value = raw.strip().lower()
     if value and value not in _ON_VALUES and value != _DEBUG_VALUE:
         if value in _OFF_VALUES:
-            return RULE_ENV, f"{ENV_TELEMETRY}={_shown(raw)}"
-        return RULE_ENV, f"{ENV_TELEMETRY}={_shown(raw)} is not a recognised value, so off"
-    dnt = environ.get(ENV_DO_NOT_TRACK, "")
+            return _RULE_ENV, f"{_ENV_TELEMETRY}={_shown(raw)}"
+        return _RULE_ENV, f"{_ENV_TELEMETRY}={_shown(raw)} is not a recognised value, so off"
+    dnt = environ.get(_ENV_DO_NOT_TRACK, "")
     if dnt.strip().lower() not in _DO_NOT_TRACK_UNSET:
-        return RULE_DO_NOT_TRACK, f"{ENV_DO_NOT_TRACK}={_shown(dnt)}"
+        return _RULE_DO_NOT_TRACK, f"{_ENV_DO_NOT_TRACK}={_shown(dnt)}"
     return None
 
 
-def env_enables(environ: "Mapping[str, str]") -> bool:
+def _env_enables(environ: "Mapping[str, str]") -> bool:
     """An on-value of ``AGENTSONAR_TELEMETRY``: it overrides a persisted opt-out (rule 4)."""
-    return environ.get(ENV_TELEMETRY, "").strip().lower() in _ON_VALUES
+    return environ.get(_ENV_TELEMETRY, "").strip().lower() in _ON_VALUES
 
 
-def is_debug(environ: "Mapping[str, str]") -> bool:
-    return environ.get(ENV_TELEMETRY, "").strip().lower() == _DEBUG_VALUE
+def _is_debug(environ: "Mapping[str, str]") -> bool:
+    return environ.get(_ENV_TELEMETRY, "").strip().lower() == _DEBUG_VALUE
 
 
-def config_choice(config: object) -> bool | None:
+def _config_choice(config: object) -> bool | None:
     """The host's ``config["telemetry"]``: True, False, or None when absent.
 
     Anything that is not a mapping with a bool there raises ValueError: the
@@ -244,12 +249,12 @@ def _is_loopback_host(host: str) -> bool:
     return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-def endpoint_problem(endpoint: str) -> str | None:
+def _endpoint_problem(endpoint: str) -> str | None:
     """Why this endpoint may not be used, or None when it may.
 
     Parsed by hand: urllib.parse would cost the host's thread milliseconds of imports.
     """
-    if endpoint == DEFAULT_ENDPOINT:
+    if endpoint == _DEFAULT_ENDPOINT:
         return None
     if any(ch.isspace() or not 32 < ord(ch) < 127 for ch in endpoint) or len(endpoint) > 2048:
         return "contains white space, control or non-ASCII characters"
@@ -284,45 +289,45 @@ def endpoint_problem(endpoint: str) -> str | None:
 # --------------------------------------------------------------------------
 
 
-class StateError(Exception):
+class _StateError(Exception):
     """The state file exists but cannot be trusted (unreadable or corrupt)."""
 
 
 def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
-        raise StateError(f"not a JSON object but {type(data).__name__}")
-    for key in ("schema_version",):
-        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool)):
-            raise StateError(f"{key} is not an integer")
+        raise _StateError(f"not a JSON object but {type(data).__name__}")
+    version = data.get("schema_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _StateError("schema_version is not an integer")
     if "install_id" in data and not _is_uuid4(data["install_id"]):
-        raise StateError("install_id is not a lowercase UUID4")
+        raise _StateError("install_id is not a lowercase UUID4")
     for key in ("disclosure_shown", "telemetry_disabled"):
         if key in data and not isinstance(data[key], bool):
-            raise StateError(f"{key} is not true or false")
+            raise _StateError(f"{key} is not true or false")
     for key in ("backoff_until", "backoff_seconds"):
         value = data.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1e12:
-            raise StateError(f"{key} is not a non-negative number")
+            raise _StateError(f"{key} is not a non-negative number")
     return data
 
 
-def read_state(path: str) -> "StateDict | None":
-    """The state at *path*, None when absent; StateError when not trustworthy."""
+def _read_state(path: str) -> "StateDict | None":
+    """The state at *path*, None when absent; _StateError when not trustworthy."""
     try:
         with open(path, "rb") as f:
             raw = f.read(_MAX_STATE_BYTES + 1)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+        raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
     if len(raw) > _MAX_STATE_BYTES:
-        raise StateError("larger than 64 KiB")
+        raise _StateError("larger than 64 KiB")
     import json
 
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise StateError("not valid JSON") from None
+        raise _StateError("not valid JSON") from None
     return _validate_state(data)
 
 
@@ -332,9 +337,23 @@ def _state_bytes(state: "Mapping[str, object]") -> bytes:
     return (json.dumps(dict(state), indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def _make_dirs(directory: str) -> None:
+    """Create *directory* and missing parents; each one this creates is 0700, others keep their mode."""
+    if os.path.isdir(directory):
+        return
+    parent = os.path.dirname(directory)
+    if parent and parent != directory:
+        _make_dirs(parent)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o700)  # the umask may have taken bits away; it may never add any
+
+
 def _write_temp(directory: str, data: bytes) -> str:
     """A fsynced 0600 file beside the state file; removed again on failure."""
-    name = os.path.join(directory, f".{STATE_FILE_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    name = os.path.join(directory, f".{_STATE_FILE_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -373,10 +392,10 @@ def _replace(
             time.sleep(0.01 * (attempt + 1))
 
 
-def write_state(path: str, state: "Mapping[str, object]") -> None:
+def _write_state(path: str, state: "Mapping[str, object]") -> None:
     """Atomically replace the state file (temp file, fsync, os.replace)."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    _make_dirs(directory)
     tmp = _write_temp(directory, _state_bytes(state))
     try:
         _replace(tmp, path)
@@ -391,7 +410,7 @@ def _link_unsupported(exc: OSError) -> bool:
     return exc.errno in {errno.EPERM, errno.EXDEV, errno.ENOSYS, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES}
 
 
-def create_state(path: str, state: "Mapping[str, object]", *, use_links: bool = True) -> bool:
+def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) -> bool:
     """Create *path* only if absent; True when this call created it.
 
     The complete, fsynced file is hard-linked into place, so other processes
@@ -399,7 +418,7 @@ def create_state(path: str, state: "Mapping[str, object]", *, use_links: bool = 
     file beside it serialises creators instead.
     """
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    _make_dirs(directory)
     if use_links and hasattr(os, "link"):
         tmp = _write_temp(directory, _state_bytes(state))
         try:
@@ -412,45 +431,98 @@ def create_state(path: str, state: "Mapping[str, object]", *, use_links: bool = 
                 raise
         finally:
             _unlink_quietly(tmp)
-    with _StateLock(path) as locked:
-        if not locked or os.path.lexists(path):
-            return False
-        write_state(path, state)
-        return True
+    try:
+        with _StateLock(path):
+            if os.path.lexists(path):
+                return False
+            _write_state(path, state)
+            return True
+    except TimeoutError:
+        return False  # another process is creating it
 
 
 class _StateLock:
-    """O_EXCL lock file ``state.json.lock``; never taken on state.json itself."""
+    """O_EXCL lock file ``state.json.lock``; never taken on state.json itself.
+
+    Waits at most _LOCK_WAIT_SECONDS for a live holder, then raises TimeoutError; a lock
+    older than _LOCK_STALE_SECONDS was left by a process that died holding it.
+    """
 
     def __init__(self, path: str) -> None:
         self.lock_path = path + ".lock"
-        self.path = path
-        self.acquired = False
 
-    def __enter__(self) -> bool:
+    def __enter__(self) -> None:
         import time
 
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-        while time.monotonic() <= deadline:
+        while True:
             try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                return
             except FileExistsError:
-                try:
-                    if time.time() - os.stat(self.lock_path).st_mtime > _LOCK_STALE_SECONDS:
-                        _unlink_quietly(self.lock_path)  # its owner died holding it
-                        continue
-                except OSError:
-                    continue  # released meanwhile: try again at once
-                time.sleep(0.005)
-                continue
-            os.close(fd)
-            self.acquired = True
-            return True
-        return False
+                pass
+            try:
+                if time.time() - os.stat(self.lock_path).st_mtime > _LOCK_STALE_SECONDS:
+                    _unlink_quietly(self.lock_path)
+                    continue
+            except OSError:
+                continue  # released meanwhile: try again at once
+            if time.monotonic() > deadline:
+                import errno
+
+                raise TimeoutError(errno.ETIMEDOUT, "held by another process", self.lock_path)
+            time.sleep(0.005)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.acquired:
-            _unlink_quietly(self.lock_path)
+        _unlink_quietly(self.lock_path)
+
+
+_DELETE: "StateDict" = {}  # returned by a change: delete state.json
+
+
+def _update_state(
+    path: str,
+    change: "Callable[[StateDict | None], StateDict | None]",
+    *,
+    replace_corrupt: bool = False,
+) -> "StateDict | None":
+    """The one read-modify-write of state.json: under the lock file, re-reading inside it.
+
+    *change* gets the state as it is now (None when absent; a fresh one in place of a
+    corrupt file when *replace_corrupt*, else _StateError) and returns the state to
+    write, _DELETE, or None to leave the file alone. Returns the state as left. A
+    missing state directory means there is nothing to change, unless *change* writes
+    a state where there was none. Raises OSError when the lock cannot be had.
+    """
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        try:
+            absent = _read_state(path) is None  # or why it cannot be reached
+        except _StateError:
+            if not replace_corrupt:
+                raise
+            absent = False
+        if absent and change(None) in (None, _DELETE):
+            return None
+        _make_dirs(directory)  # raises when it cannot be made
+    with _StateLock(path):
+        try:
+            current = _read_state(path)
+        except _StateError:
+            if not replace_corrupt:
+                raise
+            current = {"schema_version": _STATE_SCHEMA_VERSION}
+        new = change(current)
+        if new is _DELETE:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return None
+        if new is None:
+            return current
+        _write_state(path, new)
+        return new
 
 
 def _dir_writable(directory: str) -> bool:
@@ -464,20 +536,46 @@ def _dir_writable(directory: str) -> bool:
     return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
 
 
-def in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
+def _in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
     if not state:
         return False
     until = state.get("backoff_until", 0)
     # A deadline further off than the longest backoff means the clock moved back.
-    return isinstance(until, (int, float)) and 0 < until - now <= BACKOFF_MAX
+    return isinstance(until, (int, float)) and 0 < until - now <= _BACKOFF_MAX
 
 
-def next_backoff(state: "Mapping[str, object]", now: float) -> dict[str, object]:
+def _next_backoff(state: "Mapping[str, object]", now: float) -> dict[str, object]:
     previous = state.get("backoff_seconds", 0)
-    seconds = BACKOFF_INITIAL
-    if isinstance(previous, (int, float)) and previous >= BACKOFF_INITIAL:
-        seconds = min(float(previous) * 2, BACKOFF_MAX)
+    seconds = _BACKOFF_INITIAL
+    if isinstance(previous, (int, float)) and previous >= _BACKOFF_INITIAL:
+        seconds = min(float(previous) * 2, _BACKOFF_MAX)
     return {"backoff_seconds": seconds, "backoff_until": round(now + seconds, 3)}
+
+
+def _record_outcome(path: str, delivered: bool, now: float) -> None:
+    """A success clears a backoff (the common case writes nothing); a failure moves it one step."""
+    if delivered:
+        try:
+            state = _read_state(path)
+        except _StateError:
+            return
+        if state is None or ("backoff_until" not in state and "backoff_seconds" not in state):
+            return
+
+    def change(current: "StateDict | None") -> "StateDict | None":
+        if current is None:
+            return None  # reset while we were sending: do not bring the file back
+        if delivered:
+            current.pop("backoff_until", None)
+            current.pop("backoff_seconds", None)
+        else:
+            current.update(_next_backoff(current, now))
+        return current
+
+    try:
+        _update_state(path, change)
+    except (OSError, _StateError) as exc:  # never overwrite a file we cannot read
+        _log("could not record the telemetry outcome: %r", exc)
 
 
 # --------------------------------------------------------------------------
@@ -491,14 +589,14 @@ def _module_name() -> str:
     return "agentsonar_telemetry" if name == "__main__" else str(name)
 
 
-def disclosure_text(state_path: str) -> str:
+def _disclosure_text(state_path: str) -> str:
     cli = f"python -m {_module_name()}"
     return (
         "AgentSonar collects anonymous usage telemetry: one event per session with a random\n"
         "install id, a session id, the SDK version, Python version, OS, CPU architecture and\n"
         "adapter name. It never sends code, prompts, agent data, file paths, host or user\n"
         "names, and the collector stores no IP address.\n"
-        f"Turn it off with {ENV_TELEMETRY}=off or {ENV_DO_NOT_TRACK}=1, with\n"
+        f"Turn it off with {_ENV_TELEMETRY}=off or {_ENV_DO_NOT_TRACK}=1, with\n"
         f'config={{"telemetry": False}}, or `{cli} disable`. Delete {state_path}\n'
         f"(or `{cli} reset`) to forget this install id. This notice is shown once.\n"
     )
@@ -510,12 +608,14 @@ def disclosure_text(state_path: str) -> str:
 
 
 def _log(message: str, *args: object) -> None:
-    import logging
+    # Until the host imports logging nobody can have configured it, so the message would go
+    # nowhere; importing it here would also register its fork handlers from the sender thread.
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(_LOGGER_NAME).debug(message, *args)
 
-    logging.getLogger(LOGGER_NAME).debug(message, *args)
 
-
-def post_event(endpoint: str, body: bytes, timeout: float) -> int:
+def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
     """POST *body* once; the HTTP status, or an exception for no answer.
 
     Redirects are not followed (a 3xx comes back as its status); proxies from
@@ -544,124 +644,100 @@ def post_event(endpoint: str, body: bytes, timeout: float) -> int:
         return int(exc.code)
 
 
-def _retryable(status: int) -> bool:
-    return status == 429 or 500 <= status <= 599
+def _worth_a_retry(exc: Exception) -> bool:
+    """A connection error, a timeout or a malformed answer: yes; a certificate that fails verification: no."""
+    import ssl
+
+    return not isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError)
 
 
 class _Delivery:
-    """One event on its way: one retry, the outcome recorded once."""
+    """One session's event on its way."""
+
+    __slots__ = ("body", "clock", "delivered", "done", "endpoint", "state_path", "timeout")
 
     def __init__(
-        self,
-        endpoint: str,
-        body: bytes,
-        state_path: str,
-        clock: "Callable[[], float]",
-        timeout: float,
-        post: "Callable[[str, bytes, float], int]",
+        self, endpoint: str, body: bytes, state_path: str, timeout: float, clock: "Callable[[], float]"
     ) -> None:
         import threading
 
         self.endpoint = endpoint
         self.body = body
         self.state_path = state_path
-        self.clock = clock
         self.timeout = timeout
-        self.post = post
+        self.clock = clock
         self.delivered = False
         self.done = threading.Event()
-        self.hurry = threading.Event()  # set at exit: retry without the pause
-        self._lock = threading.Lock()
-        self._settled = False
 
-    def start(self) -> None:
-        _PENDING.add(self)
-        _register_exit_wait()
-        _sender().submit(self)
-
-    def _attempt(self) -> tuple[bool, bool]:
+    def attempt(self) -> tuple[bool, bool]:
         """(delivered, worth a retry)."""
         try:
-            status = self.post(self.endpoint, self.body, self.timeout)
+            status = _post_event(self.endpoint, self.body, self.timeout)
         except Exception as exc:  # noqa: BLE001 - refused, timed out, malformed: all mean "not delivered"
             _log("telemetry send to %s failed: %r", self.endpoint, exc)
-            return False, True
+            return False, _worth_a_retry(exc)
         if 200 <= status <= 299:
             return True, False
         _log("telemetry send to %s answered %s", self.endpoint, status)
-        return False, _retryable(status)
-
-    def run(self) -> None:
-        if self._settled:
-            return  # the exit wait gave up on it before its turn came
-        delivered = False
-        try:
-            delivered, retry = self._attempt()
-            if not delivered and retry:
-                self.hurry.wait(RETRY_DELAY)
-                delivered, _ = self._attempt()
-        except BaseException as exc:  # noqa: BLE001 - the host must never see it
-            _log("telemetry sender crashed: %r", exc)
-        self.settle(delivered)
-
-    def settle(self, delivered: bool) -> None:
-        """Record the outcome once: the sender's, or the exit wait's timeout."""
-        with self._lock:
-            if self._settled:
-                return
-            self._settled = True
-        try:
-            _record_outcome(self.state_path, delivered, self.clock())
-        except Exception as exc:  # noqa: BLE001
-            _log("could not record telemetry outcome: %r", exc)
-        finally:
-            self.delivered = delivered
-            _PENDING.discard(self)
-            self.done.set()
-
-
-def _record_outcome(path: str, delivered: bool, now: float) -> None:
-    try:
-        state = read_state(path)
-    except StateError:
-        return  # never overwrite a file we cannot read
-    if state is None:
-        return  # reset while we were sending: do not bring the file back
-    if delivered:
-        if "backoff_until" not in state and "backoff_seconds" not in state:
-            return  # the common case writes nothing
-        state.pop("backoff_until", None)
-        state.pop("backoff_seconds", None)
-    else:
-        state.update(next_backoff(state, now))
-    write_state(path, state)
+        return False, status == 429 or 500 <= status <= 599
 
 
 class _Sender:
-    """The one daemon thread that delivers this process's events, one after another.
+    """This process's one daemon thread, its queue, and its failure episodes.
 
-    Started by the first session; later sessions only queue their event, so they pay
-    for no thread start and do not wait for the GIL while a new thread builds a request.
+    Sessions only queue their event, so they pay for no thread start. The thread sends
+    them one after another. A failure is one episode per state file: it moves the backoff
+    one step and settles every event still queued for that file without touching the
+    network. At exit one budget of _EXIT_WAIT seconds covers everything pending, and
+    what is left is one failure. A forked child starts with no sender at all.
     """
+
+    current: "_Sender | None" = None
+    # Held while the sender thread imports what it needs, and by os.fork() around the fork:
+    # a child forked in the middle of an import would inherit half-initialised modules.
+    importing: "Any" = None
+    _importing_held_for_fork = False
 
     def __init__(self) -> None:
         import threading
 
-        self.pid = os.getpid()
-        self._ready = threading.Condition()
-        self._queue: list[_Delivery] = []
-        self._thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.wakeup = threading.Condition(self.lock)
+        self.hurry = threading.Event()  # set at exit: no pause before the retry
+        self.queue: list[_Delivery] = []
+        self.pending: list[_Delivery] = []  # queued or in flight, not yet settled
+        self.started = False
 
-    def submit(self, delivery: _Delivery) -> None:
+    @classmethod
+    def submit(cls, delivery: _Delivery) -> None:
+        if cls.importing is None:
+            import atexit
+            import threading
+
+            cls.importing = threading.Lock()
+            atexit.register(cls.wait_at_exit)
+            if hasattr(os, "register_at_fork"):
+                os.register_at_fork(
+                    before=cls.before_fork,
+                    after_in_parent=cls.after_fork_in_parent,
+                    after_in_child=cls.forget_after_fork,
+                )
+        sender = cls.current
+        if sender is None:
+            sender = cls.current = cls()
+        sender._submit(delivery)
+
+    def _submit(self, delivery: _Delivery) -> None:
+        with self.lock:
+            self.pending.append(delivery)
+            self.queue.append(delivery)
+            self.wakeup.notify()
+            if self.started:
+                return
+            self.started = True
         import threading
 
-        with self._ready:
-            self._queue.append(delivery)
-            if self._thread is not None and self._thread.is_alive():
-                self._ready.notify()
-                return
-            self._thread = threading.Thread(target=self._loop, name="agentsonar-telemetry", daemon=True)
-            self._thread.start()
+        threading.Thread(target=self._loop, name="agentsonar-telemetry", daemon=True).start()
 
     def _loop(self) -> None:
         # Give the GIL back first: the host thread is waiting in Thread.start() and should
@@ -669,46 +745,89 @@ class _Sender:
         import time
 
         time.sleep(0.001)
+        with _Sender.importing:
+            import encodings.idna  # noqa: F401 - everything the thread will import (idna: by its first connect)
+            import errno  # noqa: F401
+            import json  # noqa: F401
+            import ssl  # noqa: F401
+            import urllib.error
+            import urllib.request  # noqa: F401
         while True:
-            with self._ready:
-                while not self._queue:
-                    self._ready.wait()
-                delivery = self._queue.pop(0)
-            delivery.run()
+            with self.lock:
+                while not self.queue:
+                    self.wakeup.wait()
+                delivery = self.queue.pop(0)
+            delivered = False
+            try:
+                delivered, retry = delivery.attempt()
+                if not delivered and retry:
+                    self.hurry.wait(_RETRY_DELAY)
+                    delivered, _ = delivery.attempt()
+            except BaseException as exc:  # noqa: BLE001 - the host must never see it
+                _log("telemetry sender crashed: %r", exc)
+            self.settle([delivery], delivered)
 
+    def settle(self, deliveries: "list[_Delivery]", delivered: bool) -> None:
+        """Record the outcome of *deliveries* once, whoever settles them first."""
+        with self.lock:
+            settled = [d for d in deliveries if d in self.pending]
+            if not delivered:  # the episode failed: what is queued for the same file stays off the network
+                paths = {d.state_path for d in settled}
+                settled += [d for d in self.queue if d.state_path in paths and d not in settled]
+                self.queue = [d for d in self.queue if d not in settled]
+            self.pending = [d for d in self.pending if d not in settled]
+        for path in dict.fromkeys(d.state_path for d in settled):
+            try:
+                _record_outcome(path, delivered, next(d for d in settled if d.state_path == path).clock())
+            except Exception as exc:  # noqa: BLE001
+                _log("could not record the telemetry outcome: %r", exc)
+        for d in settled:
+            d.delivered = delivered
+            d.done.set()
 
-_SENDERS: "list[_Sender]" = []
-_PENDING: "set[_Delivery]" = set()
-_EXIT_WAIT_REGISTERED: list[bool] = []
+    @classmethod
+    def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
+        """Give everything pending *budget* seconds in all; what is left is one failure."""
+        sender = cls.current
+        if sender is None:
+            return
+        import time
 
+        deadline = time.monotonic() + budget
+        sender.hurry.set()
+        with sender.lock:
+            pending = list(sender.pending)
+        for delivery in pending:
+            delivery.done.wait(max(0.0, deadline - time.monotonic()))
+        sender.settle(pending, False)  # a no-op for those already settled
 
-def _sender() -> _Sender:
-    # A forked child has no sender thread and may have inherited a held lock: it gets its own.
-    if not _SENDERS or _SENDERS[-1].pid != os.getpid():
-        _SENDERS.append(_Sender())
-    return _SENDERS[-1]
+    @classmethod
+    def before_fork(cls) -> None:
+        cls._importing_held_for_fork = cls.importing.acquire(timeout=2.0)
 
+    @classmethod
+    def after_fork_in_parent(cls) -> None:
+        if cls._importing_held_for_fork:
+            cls._importing_held_for_fork = False
+            cls.importing.release()
 
-def _register_exit_wait() -> None:
-    if not _EXIT_WAIT_REGISTERED:
-        _EXIT_WAIT_REGISTERED.append(True)
-        import atexit
+    @classmethod
+    def forget_after_fork(cls) -> None:
+        """In a forked child: the parent's sends are not ours to wait for or record.
 
-        atexit.register(_wait_at_exit)
+        The child drops the parent's sender (its thread does not exist here, and its lock
+        may have been held at the fork); sessions the child inherited answer wait() at once.
+        """
+        import threading
 
+        cls.importing, cls._importing_held_for_fork = threading.Lock(), False
+        sender, cls.current = cls.current, None
+        if sender is None:
+            return
 
-def _wait_at_exit(budget: float = EXIT_WAIT) -> None:
-    """Give in-flight sends *budget* seconds in all, then record them as failed."""
-    import time
-
-    deadline = time.monotonic() + budget
-    pending = list(_PENDING)
-    for delivery in pending:
-        delivery.hurry.set()
-    for delivery in pending:
-        delivery.done.wait(max(0.0, deadline - time.monotonic()))
-    for delivery in pending:
-        delivery.settle(False)  # no-op for those that finished
+        for delivery in sender.pending:
+            delivery.done = threading.Event()
+            delivery.done.set()
 
 
 # --------------------------------------------------------------------------
@@ -720,6 +839,7 @@ class Session:
     """What :func:`start_session` did.
 
     ``enabled`` is True when an event is on its way to the collector;
+    ``rule`` names the rule that decided and ``reason`` says it in words;
     ``event`` is the exact dict sent (or printed, in debug mode), else None.
     """
 
@@ -789,13 +909,11 @@ class Status:
 
 
 class _Decision:
-    __slots__ = ("endpoint", "path", "reason", "rule", "state")
+    __slots__ = ("reason", "rule", "state")
 
-    def __init__(self, rule: str, reason: str, path: str, endpoint: str, state: "StateDict | None") -> None:
+    def __init__(self, rule: str, reason: str, state: "StateDict | None" = None) -> None:
         self.rule = rule
         self.reason = reason
-        self.path = path
-        self.endpoint = endpoint
         self.state = state
 
 
@@ -803,75 +921,61 @@ class Telemetry:
     """The module's behaviour with every input passed in.
 
     The module-level functions use one built from the process environment at
-    call time; tests and embedders pass their own *environ*, *state_dir*,
-    *endpoint*, *stderr* and *clock*.
+    call time; tests and embedders pass their own *environ* (which also names the
+    state directory and the endpoint), *stderr*, *clock* and socket *timeout*.
+    *use_links* False makes the first creation of the state file take the lock
+    file, as on file systems without hard links.
     """
 
     def __init__(
         self,
         environ: "Mapping[str, str] | None" = None,
         *,
-        state_dir: str | None = None,
-        endpoint: str | None = None,
         stderr: "TextIO | None" = None,
         clock: "Callable[[], float] | None" = None,
-        timeout: float = SOCKET_TIMEOUT,
+        timeout: float = _SOCKET_TIMEOUT,
         use_links: bool = True,
-        post: "Callable[[str, bytes, float], int]" = post_event,
     ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        self._state_dir = state_dir
-        self._endpoint = endpoint
         self._stderr = stderr
-        self.clock = clock
+        self._clock = clock
         self.timeout = timeout
         self.use_links = use_links
-        self.post = post
 
     # -- inputs ------------------------------------------------------------
 
     @property
-    def state_dir(self) -> str:
-        if self._state_dir is not None:
-            return self._state_dir
-        configured = self.environ.get(ENV_STATE_DIR, "")
-        if configured.strip():
-            return os.path.abspath(os.path.expanduser(configured))
-        home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
-        return os.path.join(home or os.path.expanduser("~"), ".agentsonar")
-
-    @property
     def state_path(self) -> str:
-        return os.path.join(self.state_dir, STATE_FILE_NAME)
-
-    @property
-    def endpoint(self) -> str:
-        if self._endpoint is not None:
-            return self._endpoint
-        return self._endpoint_setting()[1] or DEFAULT_ENDPOINT
+        configured = self.environ.get(_ENV_STATE_DIR, "")
+        if configured.strip():
+            directory = os.path.abspath(os.path.expanduser(configured))
+        else:
+            home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
+            directory = os.path.join(home or os.path.expanduser("~"), ".agentsonar")
+        return os.path.join(directory, _STATE_FILE_NAME)
 
     def _endpoint_setting(self) -> tuple[str, str]:
-        """``(variable, value)`` of the endpoint override; the SDK's own name wins."""
-        for name in (ENV_ENDPOINT, ENV_ENDPOINT_ALIAS):
+        """``(variable, URL)``: the SDK's name wins over the alias; empty means unset."""
+        for name in (_ENV_ENDPOINT, _ENV_ENDPOINT_ALIAS):
             value = self.environ.get(name, "").strip()
             if value:
                 return name, value
-        return ENV_ENDPOINT, ""
+        return _ENV_ENDPOINT, _DEFAULT_ENDPOINT
 
     @property
-    def stderr(self) -> "TextIO":
-        return sys.stderr if self._stderr is None else self._stderr
+    def endpoint(self) -> str:
+        return self._endpoint_setting()[1]
 
     def now(self) -> float:
-        if self.clock is not None:
-            return self.clock()
+        if self._clock is not None:
+            return self._clock()
         import time
 
         return time.time()
 
     def _print(self, text: str) -> None:
         try:
-            stream = self.stderr
+            stream = sys.stderr if self._stderr is None else self._stderr
             stream.write(text)
             stream.flush()
         except Exception:  # noqa: BLE001 - a closed or missing stderr is the host's business
@@ -879,76 +983,63 @@ class Telemetry:
 
     # -- decision (no side effects) -----------------------------------------
 
-    def _decide(self, env_off: tuple[str, str] | None, config_off: str | None) -> "_Decision":
-        path = self.state_path
-        endpoint = self.endpoint
-
-        def decided(rule: str, reason: str, state: "StateDict | None" = None) -> "_Decision":
-            return _Decision(rule, reason, path, endpoint, state)
-
+    def _decide(self, path: str, env_off: tuple[str, str] | None, config_off: str | None) -> _Decision:
         if env_off is not None:
-            return decided(*env_off)
+            return _Decision(*env_off)
         if config_off is not None:
-            return decided(RULE_CONFIG, config_off)
+            return _Decision(_RULE_CONFIG, config_off)
         try:
-            state = read_state(path)
-        except StateError as exc:
-            return decided(
-                RULE_STATE_ERROR,
+            state = _read_state(path)
+        except _StateError as exc:
+            return _Decision(
+                _RULE_STATE_ERROR,
                 f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh",
             )
         enabled = "enabled"
         if state is not None and state.get("telemetry_disabled") is True:
-            if not env_enables(self.environ):
-                return decided(RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
-            raw = self.environ.get(ENV_TELEMETRY, "")
-            enabled = f"enabled: {ENV_TELEMETRY}={_shown(raw)} overrides telemetry_disabled: true in {path}"
+            if not _env_enables(self.environ):
+                return _Decision(_RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
+            value = _shown(self.environ.get(_ENV_TELEMETRY, ""))
+            enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
-            return decided(RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
-        problem = endpoint_problem(endpoint)
+            return _Decision(_RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
+        variable, endpoint = self._endpoint_setting()
+        problem = _endpoint_problem(endpoint)
         if problem is not None:
-            variable = ENV_ENDPOINT if self._endpoint is not None else self._endpoint_setting()[0]
-            return decided(RULE_ENDPOINT, f"{variable}={_shown(endpoint)} {problem}", state)
-        if is_debug(self.environ):
-            return decided(RULE_DEBUG, f"{ENV_TELEMETRY}=debug: the event is printed, not sent", state)
-        if in_backoff(state, self.now()):
+            return _Decision(_RULE_ENDPOINT, f"{variable}={_shown(endpoint)} {problem}", state)
+        if _is_debug(self.environ):
+            return _Decision(_RULE_DEBUG, f"{_ENV_TELEMETRY}=debug: the event is printed, not sent", state)
+        if _in_backoff(state, self.now()):
             import time
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
-            return decided(RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
-        return decided(RULE_SEND, enabled, state)
+            return _Decision(_RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
+        return _Decision(_RULE_SEND, enabled, state)
 
-    def status(self) -> "Status":
+    def status(self) -> Status:
         """What :meth:`start_session` would do now; reads, never writes."""
-        decision = self._decide(env_decision(self.environ), None)
+        path = self.state_path
+        decision = self._decide(path, _env_decision(self.environ), None)
         state = decision.state or {}
         install_id = state.get("install_id") if _is_uuid4(state.get("install_id")) else None
         event = None
-        if decision.rule in (RULE_SEND, RULE_DEBUG, RULE_BACKOFF):
-            # The fields this machine decides; the rest are the host's, and per session.
-            event = build_event(install_id="", session_id="", version="", adapter="", timestamp=self.now())
-            event.update(
-                install_id=install_id or "(assigned at the first session)",
-                session_id="(new for each session)",
-                version="(the host SDK's version)",
-                adapter="(the host SDK's adapter, custom_python by default)",
-                timestamp="(when the session starts)",
-            )
-        return Status(
-            decision.rule == RULE_SEND,
-            decision.rule,
-            decision.reason,
-            decision.path,
-            install_id,
-            decision.endpoint,
-            event,
-        )
+        if decision.rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF):
+            event = {
+                "install_id": install_id or "(assigned at the first session)",
+                "session_id": "(new for each session)",
+                "version": "(the host SDK's version)",
+                **_platform_fields(self.environ),
+                "adapter": "(the host SDK's adapter, custom_python by default)",
+                "timestamp": "(when the session starts)",
+            }
+        enabled = decision.rule == _RULE_SEND
+        return Status(enabled, decision.rule, decision.reason, path, install_id, self.endpoint, event)
 
     # -- sessions -------------------------------------------------------------
 
     def start_session(
         self, version: str, adapter: str = "custom_python", config: "Mapping[str, object] | None" = None
-    ) -> "Session":
+    ) -> Session:
         """Start a session: decide, maybe disclose, maybe send. Never raises."""
         try:
             return self._start_session(version, adapter, config)
@@ -957,153 +1048,143 @@ class Telemetry:
                 _log("telemetry session failed: %r", exc)
             except Exception:  # noqa: BLE001
                 pass
-            return Session(False, RULE_ERROR, f"internal error: {exc.__class__.__name__}")
+            return Session(False, _RULE_ERROR, f"internal error: {exc.__class__.__name__}")
 
-    def _start_session(self, version: object, adapter: object, config: object) -> "Session":
-        env_off = env_decision(self.environ)
+    def _start_session(self, version: object, adapter: object, config: object) -> Session:
+        env_off = _env_decision(self.environ)
         if env_off is not None and config is None:
             return Session(False, *env_off)  # the fast path: no file, no thread, no import
+        path = self.state_path
         config_off = None
         try:
-            choice = config_choice(config)
+            choice = _config_choice(config)
         except ValueError as exc:
             choice, config_off = None, f"{exc}; off for this session"
         if choice is not None:
             try:
-                self._persist(disabled=not choice, replace_corrupt=not choice)
-            except (OSError, StateError) as exc:
+                self._persist(path, disabled=not choice, replace_corrupt=not choice)
+            except (OSError, _StateError) as exc:
                 _log("could not persist the telemetry choice: %r", exc)
             if not choice:
                 config_off = 'config={"telemetry": False}'
-        decision = self._decide(env_off, config_off)
-        if decision.rule not in (RULE_SEND, RULE_DEBUG):  # backoff included: no event is built
+        decision = self._decide(path, env_off, config_off)
+        if decision.rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
             return Session(False, decision.rule, decision.reason)
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
-            return Session(False, RULE_ERROR, "the system clock is out of range")
-        state = decision.state
-        if state is None or "install_id" not in state:
-            state = self._claim_install_id(decision.path)
-            if state is None:
-                return Session(False, RULE_STATE_ERROR, f"could not create {decision.path}")
-        event = build_event(
-            install_id=str(state["install_id"]),
-            session_id=_new_uuid4(),
-            version=version,
-            adapter=adapter,
-            timestamp=timestamp,
-        )
+            return Session(False, _RULE_ERROR, "the system clock is out of range")
+        state = self._ready_state(path, decision.state)
+        if state is None:
+            return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
+        if state.get("telemetry_disabled") is True and not _env_enables(self.environ):
+            return Session(False, _RULE_PERSISTED, f"telemetry_disabled: true in {path}")  # disabled meanwhile
+        event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
         import json
 
         body = json.dumps(event, separators=(",", ":")).encode("utf-8")
         if len(body) > _MAX_BODY_BYTES:
-            return Session(False, RULE_ERROR, "event larger than 1 KiB")
-        if decision.rule == RULE_DEBUG:
+            return Session(False, _RULE_ERROR, "event larger than 1 KiB")
+        if decision.rule == _RULE_DEBUG:
             self._print(body.decode("utf-8") + "\n")
-            return Session(False, RULE_DEBUG, decision.reason, event)
-        delivery = _Delivery(decision.endpoint, body, decision.path, self.now, self.timeout, self.post)
-        delivery.start()
-        return Session(True, RULE_SEND, decision.reason, event, delivery)
+            return Session(False, _RULE_DEBUG, decision.reason, event)
+        delivery = _Delivery(self.endpoint, body, path, self.timeout, self.now)
+        _Sender.submit(delivery)
+        return Session(True, _RULE_SEND, decision.reason, event, delivery)
 
-    def _claim_install_id(self, path: str) -> "StateDict | None":
-        """The state with an install id; prints the disclosure if this call made it."""
-        override = env_enables(self.environ)
+    def _ready_state(self, path: str, state: "StateDict | None") -> "StateDict | None":
+        """The state with an install id and the disclosure recorded; None when it cannot be had,
+        or the opted-out state a ``disable`` left meanwhile.
 
-        def opted_out(state: "StateDict") -> bool:
-            return state.get("telemetry_disabled") is True and not override
+        Whichever session records ``disclosure_shown`` (creating the file, or finding it
+        not true in a file an older SDK or ``enable`` wrote) prints the disclosure, once.
+        """
+        if state is not None and "install_id" in state and state.get("disclosure_shown") is True:
+            return state  # every later session: nothing to write
+        override = _env_enables(self.environ)
+        disclosed: list[bool] = []
+
+        def claim(current: "StateDict | None") -> "StateDict | None":
+            if current is None or (current.get("telemetry_disabled") is True and not override):
+                return None  # reset or opted out meanwhile: no install id, nothing sent
+            if "install_id" in current and current.get("disclosure_shown") is True:
+                return None
+            current.setdefault("install_id", _new_uuid4())
+            current["disclosure_shown"] = True
+            disclosed.append(True)
+            return current
 
         try:
-            try:
-                current = read_state(path)
-            except StateError:
-                return None
-            if current is None:
+            if state is None:
                 fresh: StateDict = {
-                    "schema_version": STATE_SCHEMA_VERSION,
+                    "schema_version": _STATE_SCHEMA_VERSION,
                     "install_id": _new_uuid4(),
                     "disclosure_shown": True,
                     "telemetry_disabled": False,
                 }
-                created = create_state(path, fresh, use_links=self.use_links)
-                state = fresh if created else read_state(path)
-            else:
-                # A state without an id (written by `disable` or `enable`): only
-                # one process may add it, so it is done under the lock file.
-                created = False
-                with _StateLock(path) as locked:
-                    state = read_state(path)
-                    if locked and state is not None and "install_id" not in state and not opted_out(state):
-                        state.update(install_id=_new_uuid4(), disclosure_shown=True)
-                        write_state(path, state)
-                        created = True
-        except (OSError, StateError) as exc:
+                if _create_state(path, fresh, use_links=self.use_links):
+                    self._print(_disclosure_text(path))
+                    return fresh
+                state = _read_state(path)  # another process created it just now
+            if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
+                state = _update_state(path, claim)
+        except (OSError, _StateError) as exc:
             _log("could not create the telemetry state: %r", exc)
             return None
-        if state is None or not _is_uuid4(state.get("install_id")) or opted_out(state):
-            return None
-        if created:
-            self._print(disclosure_text(path))
+        if state is None or "install_id" not in state:
+            return state if state is not None and state.get("telemetry_disabled") is True else None
+        if disclosed:
+            self._print(_disclosure_text(path))
         return state
 
     # -- explicit commands (these report failure) ----------------------------------
 
-    def _persist(self, *, disabled: bool, replace_corrupt: bool) -> None:
-        path = self.state_path
-        try:
-            state = read_state(path)
-        except StateError:
-            if not replace_corrupt:
-                raise
-            state = None
-            replacing = True
-        else:
-            replacing = False
-        if state is None:
-            if not disabled and not replacing:
-                return  # nothing persisted means enabled: no file to write
-            state = {"schema_version": STATE_SCHEMA_VERSION}
-        if not replacing and state.get("telemetry_disabled", False) is disabled:
-            return
-        state["telemetry_disabled"] = disabled
-        write_state(path, state)
+    def _persist(self, path: str, *, disabled: bool, replace_corrupt: bool) -> None:
+        def change(current: "StateDict | None") -> "StateDict | None":
+            if current is None:
+                if not disabled:
+                    return None  # nothing persisted means enabled: no file to write
+                current = {"schema_version": _STATE_SCHEMA_VERSION}
+            elif current.get("telemetry_disabled") is disabled:
+                return None
+            current["telemetry_disabled"] = disabled
+            return current
 
-    def disable_persistently(self) -> "Status":
-        """Record ``telemetry_disabled: true`` (replacing a corrupt file)."""
-        self._persist(disabled=True, replace_corrupt=True)
+        _update_state(path, change, replace_corrupt=replace_corrupt)
+
+    def disable_persistently(self) -> Status:
+        """Record ``telemetry_disabled: true`` (replacing a corrupt file); raises OSError."""
+        self._persist(self.state_path, disabled=True, replace_corrupt=True)
         return self.status()
 
-    def enable_persistently(self) -> "Status":
-        """Clear a persisted opt-out (a corrupt file becomes a fresh state)."""
-        self._persist(disabled=False, replace_corrupt=True)
+    def enable_persistently(self) -> Status:
+        """Clear a persisted opt-out (a corrupt file becomes a fresh state); raises OSError."""
+        self._persist(self.state_path, disabled=False, replace_corrupt=True)
         return self.status()
 
-    def reset(self) -> "Status":
-        """Delete the state file: a new install id and the disclosure next time.
+    def reset(self) -> Status:
+        """Forget the install id: a new one, and the disclosure, next time; raises OSError.
 
-        A persisted opt-out survives: the file is rewritten holding only it.
+        A persisted opt-out survives: the file is replaced, in one step, by one that
+        holds only it, so no session ever sees the opt-out gone.
         """
-        path = self.state_path
-        try:
-            kept_opt_out = (read_state(path) or {}).get("telemetry_disabled") is True
-        except StateError:
-            kept_opt_out = False
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        if kept_opt_out:
-            write_state(path, {"schema_version": STATE_SCHEMA_VERSION, "telemetry_disabled": True})
+
+        def forget(current: "StateDict | None") -> "StateDict | None":
+            if current is not None and current.get("telemetry_disabled") is True:
+                return {"schema_version": _STATE_SCHEMA_VERSION, "telemetry_disabled": True}
+            return None if current is None else _DELETE
+
+        _update_state(self.state_path, forget, replace_corrupt=True)
         return self.status()
 
 
 def start_session(
     version: str, adapter: str = "custom_python", config: "Mapping[str, object] | None" = None
-) -> "Session":
+) -> Session:
     """Start a telemetry session for the host SDK; never raises, never blocks."""
     return Telemetry().start_session(version, adapter, config)
 
 
-def session_start(adapter: str, version: str, config_pref: bool | None = None) -> "Session":
+def session_start(adapter: str, version: str, config_pref: bool | None = None) -> Session:
     """The call of the SDK that exists (agentsonar 0.4.0-0.7.0); never raises.
 
     ``config_pref`` is the host's ``config.get("telemetry")``: False persists the
@@ -1121,22 +1202,22 @@ def is_disabled() -> bool:
         return True
 
 
-def status() -> "Status":
+def status() -> Status:
     """What a session would do now, and which rule decided it."""
     return Telemetry().status()
 
 
-def disable_persistently() -> "Status":
+def disable_persistently() -> Status:
     """Turn telemetry off for this machine; raises OSError when it cannot."""
     return Telemetry().disable_persistently()
 
 
-def enable_persistently() -> "Status":
+def enable_persistently() -> Status:
     """Clear a persisted opt-out; raises OSError when it cannot."""
     return Telemetry().enable_persistently()
 
 
-def reset() -> "Status":
+def reset() -> Status:
     """Forget this machine's install id; raises OSError when it cannot."""
     return Telemetry().reset()
 
@@ -1146,7 +1227,7 @@ def reset() -> "Status":
 # --------------------------------------------------------------------------
 
 
-def _format_status(result: "Status") -> str:
+def _format_status(result: Status) -> str:
     import json
 
     lines = [
@@ -1210,7 +1291,7 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
         session = client.start_session(args.sdk_version, args.adapter)
         if not session.enabled:
             print(f"not sent: {session.reason}", file=out)
-            return 0 if session.rule != RULE_ERROR else 1
+            return 0 if session.rule != _RULE_ERROR else 1
         if session.wait(args.timeout):
             print(f"sent session {session.session_id} to {client.endpoint}", file=out)
             return 0
@@ -1219,7 +1300,7 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
             file=sys.stderr,
         )
         return 1
-    except (OSError, StateError) as exc:
+    except (OSError, _StateError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         where = getattr(exc, "filename", None) or client.state_path
         print(f"error: {args.command} failed: {detail}: {where}", file=sys.stderr)

@@ -149,7 +149,7 @@ def fresh_state(state_dir: str, **extra: object) -> None:
     """A machine that has run before: id assigned, disclosure shown, no backoff."""
     state = {"schema_version": 1, "install_id": "8a4f3b29-1c2d-4e5f-9a6b-7c8d9e0f1a2b", "disclosure_shown": True,
              "telemetry_disabled": False, **extra}  # fmt: skip
-    at.write_state(os.path.join(state_dir, "state.json"), state)
+    at._write_state(os.path.join(state_dir, "state.json"), state)
 
 
 def import_cost(runs: int) -> dict[str, object]:

@@ -42,11 +42,11 @@ def count(collector: LocalCollector) -> int:
 def test_first_session_second_session_and_reset(collector: LocalCollector, tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = run_session(state, collector.events_url)
-    assert first.rule == at.RULE_SEND and first.stderr.count(DISCLOSURE) == 1
+    assert first.rule == "send" and first.stderr.count(DISCLOSURE) == 1
     row = wait_stored(collector, str(first.session_id))
     received_at = row.pop("received_at")
     assert row == first.event  # exactly the eight fields, as sent
-    assert set(row) == set(at.EVENT_FIELDS)
+    assert set(row) == set(at._EVENT_FIELDS)
     assert isinstance(received_at, int) and abs(received_at - time.time()) < 120
 
     second = run_session(state, collector.events_url)
@@ -74,19 +74,19 @@ def test_opt_outs_store_nothing_now_or_next_time(
     before = count(collector)
     now = run_session(state, collector.events_url, config, **env)
     later = run_session(state, collector.events_url, None, **env)
-    assert at.RULE_SEND not in (now.rule, later.rule)
+    assert "send" not in (now.rule, later.rule)
     assert now.stderr == later.stderr == ""
     time.sleep(1)  # anything in flight would have landed by now
     assert count(collector) == before
     if config is not None:
-        assert later.rule == at.RULE_PERSISTED
+        assert later.rule == "telemetry_disabled"
 
 
 def test_session_that_exits_at_once_is_stored(collector: LocalCollector, tmp_path: Path) -> None:
     state = tmp_path / "state"
     runs = [run_session(state, collector.events_url) for _ in range(5)]
     for run in runs:
-        assert run.rule == at.RULE_SEND
+        assert run.rule == "send"
         wait_stored(collector, str(run.session_id))
 
 
@@ -166,7 +166,7 @@ def flaky_proxy(collector: LocalCollector) -> Iterator[FlakyProxy]:
 
 def test_retried_delivery_is_stored_once(collector: LocalCollector, flaky_proxy: FlakyProxy, tmp_path: Path) -> None:
     run = run_session(tmp_path / "state", flaky_proxy.url)
-    assert run.rule == at.RULE_SEND
+    assert run.rule == "send"
     assert flaky_proxy.forwarded == 2  # the first answer was lost, so the module retried
     wait_stored(collector, str(run.session_id))  # asserts exactly one row
     state = json.loads((tmp_path / "state" / "state.json").read_text())
@@ -184,12 +184,12 @@ def test_collector_stopped_midway(tmp_path: Path) -> None:
         began = time.monotonic()
         second = run_session(state, server.events_url)
         elapsed = time.monotonic() - began
-        assert second.rule == at.RULE_SEND and second.stderr == ""
+        assert second.rule == "send" and second.stderr == ""
         assert elapsed < 5  # bounded: a refused port costs the exit wait at most
         saved = json.loads((state / "state.json").read_text())
-        assert saved["backoff_seconds"] == at.BACKOFF_INITIAL
+        assert saved["backoff_seconds"] == at._BACKOFF_INITIAL
         third = run_session(state, server.events_url)
-        assert third.rule == at.RULE_BACKOFF and third.stderr == ""
+        assert third.rule == "backoff" and third.stderr == ""
     finally:
         server.close()
 

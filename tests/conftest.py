@@ -205,7 +205,7 @@ def write_known_state(state_dir: Path, **extra: object) -> dict[str, object]:
         "telemetry_disabled": False,
         **extra,
     }
-    at.write_state(str(state_dir / "state.json"), state)
+    at._write_state(str(state_dir / "state.json"), state)
     return state
 
 

@@ -42,8 +42,8 @@ def test_agentsonar_telemetry_off_values(
 ) -> None:
     environ["AGENTSONAR_TELEMETRY"] = value
     session, err = start(environ)
-    assert (session.enabled, session.rule, session.event) == (False, at.RULE_ENV, None)
-    assert at.ENV_TELEMETRY in session.reason
+    assert (session.enabled, session.rule, session.event) == (False, "AGENTSONAR_TELEMETRY", None)
+    assert at._ENV_TELEMETRY in session.reason
     assert err == "" and sent(collector) == [] and not state_dir.exists()
 
 
@@ -51,7 +51,7 @@ def test_agentsonar_telemetry_off_values(
 def test_agentsonar_telemetry_on_values_send(collector: HTTPServer, environ: dict[str, str], value: str) -> None:
     environ["AGENTSONAR_TELEMETRY"] = value
     session, _ = start(environ)
-    assert session.enabled and session.rule == at.RULE_SEND
+    assert session.enabled and session.rule == "send"
     assert sent(collector) == [session.event]
 
 
@@ -59,7 +59,7 @@ def test_agentsonar_telemetry_on_values_send(collector: HTTPServer, environ: dic
 def test_do_not_track(collector: HTTPServer, environ: dict[str, str], state_dir: Path, value: str) -> None:
     environ["DO_NOT_TRACK"] = value
     session, err = start(environ)
-    assert (session.enabled, session.rule) == (False, at.RULE_DO_NOT_TRACK)
+    assert (session.enabled, session.rule) == (False, "DO_NOT_TRACK")
     assert session.reason == f"DO_NOT_TRACK={value.strip()}"
     assert err == "" and sent(collector) == [] and not state_dir.exists()
 
@@ -75,23 +75,23 @@ def test_do_not_track_unset_values(collector: HTTPServer, environ: dict[str, str
 def test_agentsonar_telemetry_on_does_not_override_do_not_track(collector: HTTPServer, environ: dict[str, str]) -> None:
     environ.update(AGENTSONAR_TELEMETRY="on", DO_NOT_TRACK="1")
     session, _ = start(environ)
-    assert session.rule == at.RULE_DO_NOT_TRACK and sent(collector) == []
+    assert session.rule == "DO_NOT_TRACK" and sent(collector) == []
 
 
 def test_agentsonar_telemetry_off_wins_over_do_not_track_in_reason(environ: dict[str, str]) -> None:
     environ.update(AGENTSONAR_TELEMETRY="off", DO_NOT_TRACK="1")
     session, _ = start(environ)
-    assert session.rule == at.RULE_ENV
+    assert session.rule == "AGENTSONAR_TELEMETRY"
 
 
 def test_config_false_persists_and_stays_off(collector: HTTPServer, environ: dict[str, str], state_dir: Path) -> None:
     session, err = start(environ, {"telemetry": False})
-    assert (session.enabled, session.rule) == (False, at.RULE_CONFIG)
+    assert (session.enabled, session.rule) == (False, "config")
     state = json.loads((state_dir / "state.json").read_text())
     assert state == {"schema_version": 1, "telemetry_disabled": True}  # no install id, ever
     assert err == ""
     session, err = start(environ)  # the next session, without config
-    assert session.rule == at.RULE_PERSISTED and err == ""
+    assert session.rule == "telemetry_disabled" and err == ""
     assert sent(collector) == []
 
 
@@ -115,7 +115,7 @@ def test_config_invalid_is_off_for_the_session_only(
     collector: HTTPServer, environ: dict[str, str], state_dir: Path, config: object
 ) -> None:
     session, err = start(environ, config)
-    assert (session.enabled, session.rule) == (False, at.RULE_CONFIG)
+    assert (session.enabled, session.rule) == (False, "config")
     assert not state_dir.exists() and err == "" and sent(collector) == []
 
 
@@ -125,7 +125,7 @@ def test_env_opt_out_still_persists_config_choice(
 ) -> None:
     environ.update(env)
     session, _ = start(environ, {"telemetry": False})
-    assert not session.enabled and session.rule != at.RULE_CONFIG  # the environment decided first
+    assert not session.enabled and session.rule != "config"  # the environment decided first
     assert json.loads((state_dir / "state.json").read_text())["telemetry_disabled"] is True
     session, _ = start(environ, {"telemetry": True})
     assert not session.enabled
@@ -142,7 +142,7 @@ def test_persisted_opt_out(collector: HTTPServer, environ: dict[str, str], state
     client, _ = make_client(environ)
     client.disable_persistently()
     session, err = start(environ)
-    assert session.rule == at.RULE_PERSISTED and err == "" and sent(collector) == []
+    assert session.rule == "telemetry_disabled" and err == "" and sent(collector) == []
     assert "telemetry_disabled" in session.reason
     # Opted out before its first session: this machine never got an install id.
     assert json.loads((state_dir / "state.json").read_text()) == {"schema_version": 1, "telemetry_disabled": True}
@@ -153,7 +153,7 @@ def test_state_error_beats_endpoint_and_debug(environ: dict[str, str], state_dir
     (state_dir / "state.json").write_text("{")
     environ.update(AGENTSONAR_TELEMETRY="debug", AGENTSONAR_TELEMETRY_URL="ftp://x")
     session, err = start(environ)
-    assert session.rule == at.RULE_STATE_ERROR and "reset" in session.reason and err == ""
+    assert session.rule == "state_error" and "reset" in session.reason and err == ""
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_state_error_beats_endpoint_and_debug(environ: dict[str, str], state_dir
 def test_endpoint_refused(environ: dict[str, str], state_dir: Path, url: str) -> None:
     environ["AGENTSONAR_TELEMETRY_URL"] = url
     session, err = start(environ)
-    assert session.rule == at.RULE_ENDPOINT and not session.enabled
+    assert session.rule == "endpoint" and not session.enabled
     assert err == "" and not state_dir.exists()
 
 
@@ -197,19 +197,19 @@ def test_endpoint_refused(environ: dict[str, str], state_dir: Path, url: str) ->
     ],
 )
 def test_endpoint_accepted(url: str) -> None:
-    assert at.endpoint_problem(url) is None
+    assert at._endpoint_problem(url) is None
 
 
 def test_empty_endpoint_means_default(environ: dict[str, str]) -> None:
     environ["AGENTSONAR_TELEMETRY_URL"] = "  "
     client, _ = make_client(environ)
-    assert client.endpoint == at.DEFAULT_ENDPOINT == "https://t.agent-sonar.com/v1/events"
+    assert client.endpoint == at._DEFAULT_ENDPOINT == "https://t.agent-sonar.com/v1/events"
 
 
 def test_debug_prints_event_and_sends_nothing(collector: HTTPServer, environ: dict[str, str], state_dir: Path) -> None:
     environ["AGENTSONAR_TELEMETRY"] = " Debug "
     session, err = start(environ)
-    assert (session.enabled, session.rule) == (False, at.RULE_DEBUG)
+    assert (session.enabled, session.rule) == (False, "debug")
     lines = err.splitlines()
     assert json.loads(lines[-1]) == session.event  # one JSON line, the exact event
     assert "AgentSonar collects anonymous usage telemetry" in err  # first run: disclosure too
@@ -225,26 +225,26 @@ def test_debug_ignores_backoff(collector: HTTPServer, environ: dict[str, str], s
     state.update(backoff_until=at.Telemetry().now() + 600, backoff_seconds=3600)
     (state_dir / "state.json").write_text(json.dumps(state))
     environ["AGENTSONAR_TELEMETRY"] = "debug"
-    assert start(environ)[0].rule == at.RULE_DEBUG
+    assert start(environ)[0].rule == "debug"
     del environ["AGENTSONAR_TELEMETRY"]
-    assert start(environ)[0].rule == at.RULE_BACKOFF
+    assert start(environ)[0].rule == "backoff"
     assert len(sent(collector)) == 1
 
 
 def test_status_names_each_rule(environ: dict[str, str]) -> None:
     client, _ = make_client(environ)
-    assert client.status().rule == at.RULE_SEND
+    assert client.status().rule == "send"
     for env, rule in [
-        ({"DO_NOT_TRACK": "1"}, at.RULE_DO_NOT_TRACK),
-        ({"AGENTSONAR_TELEMETRY": "no"}, at.RULE_ENV),
-        ({"AGENTSONAR_TELEMETRY": "debug"}, at.RULE_DEBUG),
-        ({"AGENTSONAR_TELEMETRY_URL": "http://example.com/"}, at.RULE_ENDPOINT),
+        ({"DO_NOT_TRACK": "1"}, "DO_NOT_TRACK"),
+        ({"AGENTSONAR_TELEMETRY": "no"}, "AGENTSONAR_TELEMETRY"),
+        ({"AGENTSONAR_TELEMETRY": "debug"}, "debug"),
+        ({"AGENTSONAR_TELEMETRY_URL": "http://example.com/"}, "endpoint"),
     ]:
         result, _ = make_client({**environ, **env})
         assert result.status().rule == rule
     client.disable_persistently()
     status = client.status()
-    assert (status.enabled, status.rule) == (False, at.RULE_PERSISTED)
+    assert (status.enabled, status.rule) == (False, "telemetry_disabled")
 
 
 def test_status_writes_nothing(environ: dict[str, str], state_dir: Path) -> None:
@@ -260,12 +260,12 @@ def test_environment_is_read_at_call_time(
 ) -> None:
     monkeypatch.setenv("AGENTSONAR_TELEMETRY_URL", collector.url_for("/v1/events"))
     monkeypatch.setenv("DO_NOT_TRACK", "1")
-    assert at.status().rule == at.RULE_DO_NOT_TRACK
+    assert at.status().rule == "DO_NOT_TRACK"
     monkeypatch.delenv("DO_NOT_TRACK")
-    assert at.status().rule == at.RULE_SEND
+    assert at.status().rule == "send"
     assert at.status().state_path == str(state_dir / "state.json")
 
 
 def test_default_state_dir_is_under_home(hermetic: Path) -> None:
     client = at.Telemetry({"HOME": str(hermetic)})
-    assert client.state_dir == str(hermetic / ".agentsonar")
+    assert client.state_path == str(hermetic / ".agentsonar" / "state.json")

@@ -22,7 +22,7 @@ def test_schema_is_a_valid_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert SCHEMA["additionalProperties"] is False
-    assert tuple(SCHEMA["required"]) == at.EVENT_FIELDS == tuple(SCHEMA["properties"])
+    assert tuple(SCHEMA["required"]) == at._EVENT_FIELDS == tuple(SCHEMA["properties"])
 
 
 def test_there_are_enough_vectors() -> None:
@@ -39,11 +39,24 @@ def test_invalid_vectors(path: Path) -> None:
     assert not VALIDATOR.is_valid(json.loads(path.read_text()))
 
 
-@pytest.mark.parametrize("name", ["version", "os", "arch", "adapter", "python", "install_id"])
+VALID_VALUES = {
+    "install_id": "8a4f3b29-1c2d-4e5f-9a6b-7c8d9e0f1a2b",
+    "session_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+    "version": "0.4.0",
+    "python": "3.12",
+    "os": "linux",
+    "arch": "x86_64",
+    "adapter": "crewai",
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID_VALUES))
 def test_trailing_newline_is_invalid_in_python_re_too(name: str) -> None:
     # Python's `$` matches before a final newline; the schema's patterns must not.
+    valid = VALID_VALUES[name]
     pattern = SCHEMA["properties"][name]["pattern"]
-    assert re.search(pattern, "x\n") is None and re.search(pattern, "3.12\n") is None
+    assert re.search(pattern, valid) is not None
+    assert re.search(pattern, valid + "\n") is None
 
 
 def test_module_event_is_valid_and_has_exactly_the_eight_fields(environ: dict[str, str]) -> None:
@@ -52,7 +65,7 @@ def test_module_event_is_valid_and_has_exactly_the_eight_fields(environ: dict[st
     session = client.start_session("0.4.0", "crewai")
     assert session.event is not None
     VALIDATOR.validate(session.event)
-    assert tuple(session.event) == at.EVENT_FIELDS
+    assert tuple(session.event) == at._EVENT_FIELDS
     assert session.event["version"] == "0.4.0" and session.event["adapter"] == "crewai"
     assert session.event["python"] == "{}.{}".format(*__import__("sys").version_info[:2])
     assert json.loads(err.getvalue().splitlines()[-1]) == session.event
@@ -76,9 +89,7 @@ def test_module_event_is_valid_and_has_exactly_the_eight_fields(environ: dict[st
     ],
 )
 def test_bad_version_becomes_unknown(version: object, expected: str) -> None:
-    event = at.build_event(
-        install_id=at._new_uuid4(), session_id=at._new_uuid4(), version=version, adapter="x", timestamp=1.7e9
-    )
+    event = at._build_event({}, at._new_uuid4(), version, "x", 1.7e9)
     assert event["version"] == expected
     VALIDATOR.validate(event)
 
@@ -101,9 +112,7 @@ def test_bad_version_becomes_unknown(version: object, expected: str) -> None:
     ],
 )
 def test_bad_adapter_becomes_unknown(adapter: object, expected: str) -> None:
-    event = at.build_event(
-        install_id=at._new_uuid4(), session_id=at._new_uuid4(), version="1", adapter=adapter, timestamp=1.7e9
-    )
+    event = at._build_event({}, at._new_uuid4(), "1", adapter, 1.7e9)
     assert event["adapter"] == expected
     VALIDATOR.validate(event)
 
@@ -131,7 +140,7 @@ def test_bad_host_input_never_raises(environ: dict[str, str]) -> None:
     ],
 )
 def test_os_normalisation(platform: str, expected: str) -> None:
-    assert at.normalize_os(platform) == expected
+    assert at._normalize_os(platform) == expected
 
 
 @pytest.mark.parametrize(
@@ -154,24 +163,29 @@ def test_os_normalisation(platform: str, expected: str) -> None:
     ],
 )
 def test_arch_normalisation(machine: str, expected: str) -> None:
-    assert at.normalize_arch(machine) == expected
+    assert at._normalize_arch(machine) == expected
 
 
 @pytest.mark.parametrize(
-    ("platform", "machine"), [("darwin", "arm64"), ("linux", "aarch64"), ("win32", "AMD64"), ("linux", "x86_64")]
+    ("platform", "environ", "machine"),
+    [
+        ("darwin", {}, None),
+        ("linux", {}, None),
+        ("win32", {"PROCESSOR_ARCHITECTURE": "AMD64"}, "x86_64"),
+        ("win32", {"PROCESSOR_ARCHITECTURE": "ARM64"}, "arm64"),
+        # A 32-bit Python on 64-bit Windows sees x86; W6432 names the real machine.
+        ("win32", {"PROCESSOR_ARCHITECTURE": "x86", "PROCESSOR_ARCHITEW6432": "AMD64"}, "x86_64"),
+        ("win32", {"PROCESSOR_ARCHITECTURE": "x86"}, "x86"),
+        ("win32", {}, "unknown"),
+    ],
 )
-def test_event_for_each_platform_is_valid(platform: str, machine: str) -> None:
-    event = at.build_event(
-        install_id=at._new_uuid4(),
-        session_id=at._new_uuid4(),
-        version="0.4.0",
-        adapter="langgraph",
-        timestamp=1745891234.5,
-        platform=platform,
-        machine=machine,
-    )
+def test_platform_fields_for_each_platform(platform: str, environ: dict[str, str], machine: str | None) -> None:
+    fields = at._platform_fields(environ, platform)
+    assert fields["os"] == platform
+    expected = at._normalize_arch(__import__("os").uname().machine) if machine is None else machine
+    assert fields["arch"] == expected
+    event = {**at._build_event({}, at._new_uuid4(), "0.4.0", "langgraph", 1745891234.5), **fields}
     VALIDATOR.validate(event)
-    assert event["arch"] in ("arm64", "x86_64")
 
 
 def test_uuid4_generation() -> None:
@@ -192,11 +206,11 @@ def test_clock_out_of_range_sends_nothing(environ: dict[str, str], clock: float)
     environ["AGENTSONAR_TELEMETRY"] = "debug"
     client, err = make_client(environ, clock=lambda: clock)
     session = client.start_session("0.4.0")
-    assert session.event is None and not session.enabled and session.rule == at.RULE_ERROR
+    assert session.event is None and not session.enabled and session.rule == "error"
     assert err.getvalue() == "" and not Path(environ["AGENTSONAR_STATE_DIR"]).exists()
 
 
 def test_telemetry_md_field_table_matches_schema() -> None:
     text = (ROOT / "TELEMETRY.md").read_text()
     rows = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.M)
-    assert tuple(rows) == tuple(SCHEMA["properties"]) == at.EVENT_FIELDS
+    assert tuple(rows) == tuple(SCHEMA["properties"]) == at._EVENT_FIELDS

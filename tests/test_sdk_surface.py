@@ -51,11 +51,11 @@ def test_session_start_config_pref_false_persists_and_sends_nothing(
     collector: HTTPServer, state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     session = at.session_start(adapter="custom_python", version="0.7.0", config_pref=False)
-    assert (session.enabled, session.rule) == (False, at.RULE_CONFIG)
+    assert (session.enabled, session.rule) == (False, "config")
     assert state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
     assert at.is_disabled()
     later = at.session_start(adapter="custom_python", version="0.7.0")
-    assert later.rule == at.RULE_PERSISTED
+    assert later.rule == "telemetry_disabled"
     assert sent(collector) == [] and capsys.readouterr().err == ""
 
 
@@ -71,7 +71,7 @@ def test_session_start_config_pref_not_a_bool_is_off_for_the_session(
     collector: HTTPServer, state_dir: Path, config_pref: object
 ) -> None:
     session = at.session_start(adapter="custom_python", version="0.7.0", config_pref=config_pref)  # type: ignore[arg-type]
-    assert (session.enabled, session.rule) == (False, at.RULE_CONFIG)
+    assert (session.enabled, session.rule) == (False, "config")
     assert not state_dir.exists() and sent(collector) == []
 
 
@@ -133,21 +133,21 @@ def test_on_value_overrides_a_persisted_opt_out(
     monkeypatch.setenv("AGENTSONAR_TELEMETRY", value)
     assert at.is_disabled() is False
     status = at.status()
-    assert (status.enabled, status.rule) == (True, at.RULE_SEND)
+    assert (status.enabled, status.rule) == (True, "send")
     assert f"AGENTSONAR_TELEMETRY={value.strip()} overrides telemetry_disabled" in status.reason
     session = at.session_start(adapter="custom_python", version="0.7.0")
     assert session.wait(5) and len(sent(collector)) == 1
     assert state(state_dir)["telemetry_disabled"] is True  # overridden for the run, not cleared
     monkeypatch.delenv("AGENTSONAR_TELEMETRY")
-    assert at.session_start(adapter="custom_python", version="0.7.0").rule == at.RULE_PERSISTED
+    assert at.session_start(adapter="custom_python", version="0.7.0").rule == "telemetry_disabled"
 
 
 @pytest.mark.parametrize(
     ("env", "config_pref", "rule"),
     [
-        ({"DO_NOT_TRACK": "1"}, None, at.RULE_DO_NOT_TRACK),
-        ({"AGENTSONAR_TELEMETRY": "debug"}, None, at.RULE_PERSISTED),
-        ({}, False, at.RULE_CONFIG),
+        ({"DO_NOT_TRACK": "1"}, None, "DO_NOT_TRACK"),
+        ({"AGENTSONAR_TELEMETRY": "debug"}, None, "telemetry_disabled"),
+        ({}, False, "config"),
     ],
 )
 def test_what_an_on_value_never_overrides(
@@ -171,7 +171,7 @@ def test_on_value_does_not_override_a_corrupt_state(
     state_dir.mkdir()
     (state_dir / "state.json").write_text('{"telemetry_disabled": true')  # truncated opt-out
     monkeypatch.setenv("AGENTSONAR_TELEMETRY", "on")
-    assert at.session_start(adapter="custom_python", version="0.7.0").rule == at.RULE_STATE_ERROR
+    assert at.session_start(adapter="custom_python", version="0.7.0").rule == "state_error"
     assert (state_dir / "state.json").read_text() == '{"telemetry_disabled": true'
     assert sent(collector) == [] and at.is_disabled()
 
@@ -179,7 +179,7 @@ def test_on_value_does_not_override_a_corrupt_state(
 def test_endpoint_variable_and_its_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AGENTSONAR_TELEMETRY_URL", raising=False)
     monkeypatch.delenv("AGENTSONAR_TELEMETRY_ENDPOINT", raising=False)
-    assert at.status().endpoint == at.DEFAULT_ENDPOINT
+    assert at.status().endpoint == at._DEFAULT_ENDPOINT
     monkeypatch.setenv("AGENTSONAR_TELEMETRY_URL", "http://127.0.0.1:1/alias")
     assert at.status().endpoint == "http://127.0.0.1:1/alias"
     monkeypatch.setenv("AGENTSONAR_TELEMETRY_ENDPOINT", "http://127.0.0.1:2/event")
@@ -193,7 +193,7 @@ def test_a_refused_endpoint_names_the_variable_that_set_it(monkeypatch: pytest.M
     monkeypatch.delenv("AGENTSONAR_TELEMETRY_URL", raising=False)
     monkeypatch.setenv(variable, "http://example.com/event")
     status = at.status()
-    assert status.rule == at.RULE_ENDPOINT and status.reason.startswith(f"{variable}=http://example.com/event ")
+    assert status.rule == "endpoint" and status.reason.startswith(f"{variable}=http://example.com/event ")
 
 
 def test_the_client_alias_table_is_the_contract_table() -> None:
@@ -203,7 +203,7 @@ def test_the_client_alias_table_is_the_contract_table() -> None:
 
 @pytest.mark.parametrize("case", NORMALIZATION["cases"], ids=lambda c: f"{c['field']}-{c['sent']}")
 def test_the_client_normalises_every_contract_case(case: dict[str, str]) -> None:
-    normalize = at.normalize_arch if case["field"] == "arch" else at.normalize_os
+    normalize = at._normalize_arch if case["field"] == "arch" else at._normalize_os
     assert normalize(case["sent"]) == case["stored"]
 
 

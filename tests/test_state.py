@@ -77,7 +77,7 @@ def test_reset_gives_new_id_and_keeps_an_opt_out(environ: dict[str, str], state_
     client.disable_persistently()
     client.reset()
     assert json.loads((state_dir / "state.json").read_text()) == {"schema_version": 1, "telemetry_disabled": True}
-    assert client.start_session("1").rule == at.RULE_PERSISTED
+    assert client.start_session("1").rule == "telemetry_disabled"
     client.reset()  # a reset with nothing to reset is fine
     assert err.getvalue().count(DISCLOSURE) == 2
 
@@ -117,10 +117,10 @@ def test_corrupt_state_fails_closed_and_is_left_untouched(
     for env in (environ, debug_env(environ)):
         client, err = make_client(env)
         session = client.start_session("1")
-        assert (session.enabled, session.rule, session.event) == (False, at.RULE_STATE_ERROR, None)
+        assert (session.enabled, session.rule, session.event) == (False, "state_error", None)
         assert err.getvalue() == ""
     status = client.status()
-    assert status.rule == at.RULE_STATE_ERROR and "reset" in status.reason and str(path) in status.reason
+    assert status.rule == "state_error" and "reset" in status.reason and str(path) in status.reason
     assert path.read_bytes() == content and path.stat().st_mtime_ns == before
     assert leftovers(state_dir) == []
 
@@ -138,7 +138,7 @@ def test_corrupt_state_is_replaced_only_by_explicit_commands(environ: dict[str, 
     client.disable_persistently()
     assert json.loads(path.read_text()) == {"schema_version": 1, "telemetry_disabled": True}
     path.write_text("garbage")
-    assert client.enable_persistently().rule == at.RULE_SEND
+    assert client.enable_persistently().rule == "send"
     assert json.loads(path.read_text()) == {"schema_version": 1, "telemetry_disabled": False}
     path.write_text("garbage")
     client.reset()
@@ -161,7 +161,7 @@ def test_unknown_keys_are_kept(environ: dict[str, str], state_dir: Path) -> None
 def test_id_added_to_a_state_without_one(environ: dict[str, str], state_dir: Path) -> None:
     client, err = make_client(debug_env(environ))
     client.disable_persistently()
-    assert client.start_session("1").rule == at.RULE_PERSISTED
+    assert client.start_session("1").rule == "telemetry_disabled"
     client.enable_persistently()
     session = client.start_session("1")
     assert session.event is not None
@@ -183,11 +183,11 @@ def test_stale_lock_is_cleared_and_a_live_one_waited_for(environ: dict[str, str]
     lock = state_dir / "state.json.lock"
     lock.write_text("")
     client, err = make_client(debug_env(environ), use_links=False)
-    assert client.start_session("1").rule == at.RULE_STATE_ERROR  # held by a live process: give up quietly
+    assert client.start_session("1").rule == "state_error"  # held by a live process: give up quietly
     assert not (state_dir / "state.json").exists() and err.getvalue() == ""
     old = lock.stat().st_mtime - 3600
     os.utime(lock, (old, old))
-    assert client.start_session("1").rule == at.RULE_DEBUG
+    assert client.start_session("1").rule == "debug"
     assert not lock.exists()
 
 
@@ -198,7 +198,7 @@ def test_impossible_state_dir(environ: dict[str, str], tmp_path: Path) -> None:
     for env in (environ, debug_env(environ)):
         client, err = make_client(env)
         session = client.start_session("1")
-        assert (session.enabled, session.rule) == (False, at.RULE_STATE_ERROR) and err.getvalue() == ""
+        assert (session.enabled, session.rule) == (False, "state_error") and err.getvalue() == ""
     assert blocker.read_text() == "not a directory"
     with pytest.raises(OSError):
         client.disable_persistently()
@@ -207,7 +207,7 @@ def test_impossible_state_dir(environ: dict[str, str], tmp_path: Path) -> None:
 def test_state_path_is_a_directory(environ: dict[str, str], state_dir: Path) -> None:
     (state_dir / "state.json").mkdir(parents=True)
     client, err = make_client(debug_env(environ))
-    assert client.start_session("1").rule == at.RULE_STATE_ERROR and err.getvalue() == ""
+    assert client.start_session("1").rule == "state_error" and err.getvalue() == ""
     with pytest.raises(OSError):
         client.disable_persistently()
     assert leftovers(state_dir) == []  # the temp file was removed after the failed replace
@@ -217,7 +217,7 @@ def test_failed_write_removes_its_temp_file(state_dir: Path) -> None:
     state_dir.mkdir()
     (state_dir / "state.json").mkdir()
     with pytest.raises(OSError):
-        at.write_state(str(state_dir / "state.json"), {"schema_version": 1})
+        at._write_state(str(state_dir / "state.json"), {"schema_version": 1})
     assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]
 
 
@@ -252,7 +252,7 @@ def test_read_only_home(tmp_path: Path, first_run: bool) -> None:
     state_dir = home / ".agentsonar"
     if not first_run:
         state_dir.mkdir(mode=0o700)
-        at.write_state(
+        at._write_state(
             str(state_dir / "state.json"),
             {"schema_version": 1, "install_id": at._new_uuid4(), "disclosure_shown": True},
         )
@@ -268,7 +268,7 @@ def test_read_only_home(tmp_path: Path, first_run: bool) -> None:
     env.pop("AGENTSONAR_STATE_DIR")
     result = _read_only(home if first_run else state_dir, code, env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [at.RULE_STATE_ERROR, "False", at.RULE_STATE_ERROR]
+    assert result.stdout.split() == ["state_error", "False", "state_error"]
     assert result.stderr == ""
     assert sorted(p.name for p in home.rglob("*")) == before
 

@@ -1,0 +1,464 @@
+"""The client under real host lifecycles: forked workers, many sessions in one process, writes that race
+an opt-out, Windows, the disclosure of a state an older SDK wrote, TLS failures, directory modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import stat
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+from conftest import SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+import agentsonar_telemetry as at
+
+HOUR = 3600.0
+DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
+
+# Measures the module's exit wait from inside the process: a handler registered before the
+# module's runs after it (atexit is last in, first out), one registered after runs before it.
+EXIT_CLOCK = textwrap.dedent(
+    """
+    import atexit, os, sys, time
+    _marks = {}
+    def _exit_end():
+        if "start" in _marks:
+            sys.stdout.write(f"exit_wait {os.getpid()} {time.monotonic() - _marks['start']:.3f}\\n")
+            sys.stdout.flush()
+    atexit.register(_exit_end)
+    def mark_exit_start():
+        atexit.register(lambda: _marks.setdefault("start", time.monotonic()))
+    """
+)
+
+
+def exit_waits(stdout: str) -> dict[int, float]:
+    return {
+        int(p): float(s) for _, p, s in (line.split() for line in stdout.splitlines() if line.startswith("exit_wait"))
+    }
+
+
+@pytest.fixture
+def known(state_dir: Path) -> dict[str, object]:
+    return write_known_state(state_dir)
+
+
+@pytest.fixture
+def slow_collector(httpserver: HTTPServer) -> HTTPServer:
+    """Answers 202 after 0.8 s: a send is still in flight when the host forks or exits."""
+
+    def answer(request: Request) -> Response:
+        time.sleep(0.8)
+        return Response('{"ok": true}', status=202, content_type="application/json")
+
+    httpserver.expect_request("/v1/events").respond_with_handler(answer)
+    return httpserver
+
+
+# -- 1. forked workers ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_neither_waits_for_nor_records_its_parents_send(
+    slow_collector: HTTPServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    code = EXIT_CLOCK + textwrap.dedent(
+        """
+        import agentsonar_telemetry as at
+        parent = at.start_session("0.4.0", "parent")
+        pid = os.fork()
+        if pid == 0:  # a worker: its own session works, the parent's is not its business
+            mark_exit_start()
+            own = at.start_session("0.4.0", "child")
+            print("child", parent.wait(5), own.wait(10), flush=True)
+            sys.exit(0)  # a normal exit: atexit handlers run
+        _, status = os.waitpid(pid, 0)
+        print("parent", parent.wait(10), os.waitstatus_to_exitcode(status), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=slow_collector.url_for("/v1/events"))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = sorted(line for line in result.stdout.splitlines() if not line.startswith("exit_wait"))
+    assert lines == ["child False True", "parent True 0"]
+    [child_wait] = exit_waits(result.stdout).values()
+    assert child_wait < 0.25  # not the 0.5 s budget: nothing of its own was pending
+    assert "backoff_seconds" not in read_state(state_dir)  # the parent's 202 stands
+    adapters = sorted(json.loads(request.get_data())["adapter"] for request, _ in slow_collector.log)
+    assert adapters == ["child", "parent"]  # each event once: the child did not resend the parent's
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_sender_holds_its_locks_does_not_hang(
+    httpserver: HTTPServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    code = textwrap.dedent(
+        """
+        import os, agentsonar_telemetry as at
+        sessions = [at.start_session("0.4.0") for _ in range(30)]
+        for _ in range(20):  # fork over and over while the sender imports, then works through its queue
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if at.start_session("0.4.0").wait(10) else 3)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+        print(all(s.wait(10) for s in sessions))
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"), timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+    assert len(httpserver.log) == 50
+
+
+# -- 2. many sessions in one process: one failure episode --------------------------------------
+
+
+def test_twenty_sessions_against_a_silent_collector_are_one_episode(
+    silent_server: SilentServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    code = EXIT_CLOCK + textwrap.dedent(
+        """
+        import agentsonar_telemetry as at
+        sessions = [at.start_session("0.4.0") for _ in range(20)]
+        print(sum(s.enabled for s in sessions), flush=True)
+        mark_exit_start()
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.splitlines()[0] == "20"
+    [wait] = exit_waits(result.stdout).values()
+    assert wait <= 0.55  # one budget for all twenty, not one each
+    state = read_state(state_dir)
+    assert state["backoff_seconds"] == HOUR  # one step, not 2**20 hours capped at 7 days
+    time.sleep(0.2)
+    assert len(silent_server.accepted) == 1  # the other nineteen stayed off the network
+
+
+def test_two_hundred_pending_sessions_share_one_exit_budget(
+    silent_server: SilentServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    code = EXIT_CLOCK + textwrap.dedent(
+        """
+        import agentsonar_telemetry as at
+        for _ in range(200):
+            at.start_session("0.4.0")
+        mark_exit_start()
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    [wait] = exit_waits(result.stdout).values()
+    assert wait <= 0.55
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+
+
+def test_a_failed_episode_in_a_running_process_settles_the_queue_without_the_network(
+    silent_server: SilentServer, environ: dict[str, str], state_dir: Path, known: dict[str, object]
+) -> None:
+    environ["AGENTSONAR_TELEMETRY_URL"] = silent_server.url
+    client, err = make_client(environ, timeout=0.3)
+    sessions = [client.start_session("0.4.0") for _ in range(10)]
+    assert all(s.enabled for s in sessions)
+    assert [s.wait(10) for s in sessions] == [False] * 10
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+    assert len(silent_server.accepted) == 2  # the first event and its one retry; nine never left
+    assert client.start_session("0.4.0").rule == "backoff" and err.getvalue() == ""
+
+
+def test_after_the_backoff_a_running_process_sends_again(
+    httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, known: dict[str, object]
+) -> None:
+    now = [1_800_000_000.0]
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    environ["AGENTSONAR_TELEMETRY_URL"] = f"http://127.0.0.1:{refused.getsockname()[1]}/v1/events"
+    refused.close()
+    client, _ = make_client(environ, clock=lambda: now[0])
+    assert not client.start_session("0.4.0").wait(10)
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+    now[0] += HOUR + 1
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    environ["AGENTSONAR_TELEMETRY_URL"] = httpserver.url_for("/v1/events")
+    assert client.start_session("0.4.0").wait(10)  # a new episode: the process is not silenced for good
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
+# -- 3. writes that race an opt-out: forced interleavings ----------------------------------
+
+
+def run_once_at(
+    function: Callable[..., object], action: Callable[[], None], *, after: bool = False
+) -> Callable[[FrameType, str, object], None]:
+    """A profile hook that runs *action* once, when this thread calls (or returns from) *function*."""
+    fired: list[bool] = []
+    wanted = "c_return" if after else "c_call"
+
+    def hook(frame: FrameType, event: str, arg: object) -> None:
+        if event == wanted and arg is function and not fired:
+            fired.append(True)
+            action()
+
+    hook.fired = fired  # type: ignore[attr-defined]
+    return hook
+
+
+def in_another_thread(work: Callable[[], object], results: list[object]) -> Callable[[], None]:
+    """Start *work* beside the hooked thread and give it 0.1 s: long enough to finish unless it waits for a lock."""
+
+    def action() -> None:
+        def target() -> None:
+            try:
+                results.append(work())
+            except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+                results.append(exc)
+
+        thread = threading.Thread(target=target)
+        results.append(thread)  # results[0]; what *work* returned or raised follows it
+        thread.start()
+        thread.join(0.1)
+
+    return action
+
+
+@pytest.fixture
+def profiled_threads() -> Iterator[None]:
+    yield
+    threading.setprofile(None)  # type: ignore[arg-type]
+    sys.setprofile(None)
+
+
+def test_a_disable_between_a_sends_read_and_write_is_kept(state_dir: Path, known: dict[str, object]) -> None:
+    # A fresh process, so that its sender thread starts with the profile hook in place.
+    code = textwrap.dedent(
+        """
+        import os, threading
+        import agentsonar_telemetry as at
+        from test_lifecycle import in_another_thread, run_once_at
+        results = []
+        # The sender reads the state, then replaces it with the backoff: disable lands just before the replace.
+        hook = run_once_at(os.replace, in_another_thread(at.disable_persistently, results))
+        threading.setprofile(hook)
+        session = at.start_session("0.4.0")
+        delivered = session.wait(10)
+        threading.setprofile(None)
+        results[0].join(5)
+        print(delivered, bool(hook.fired), type(results[1]).__name__)
+        """
+    )
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{refused.getsockname()[1]}/v1/events"
+    refused.close()
+    env = subprocess_env(AGENTSONAR_TELEMETRY_URL=url)
+    env["PYTHONPATH"] += os.pathsep + str(Path(__file__).parent)
+    result = run_python(code, env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split()[:3] == ["False", "True", "Status"], result.stdout
+    state = read_state(state_dir)
+    assert state["telemetry_disabled"] is True  # the opt-out survived the outcome's write
+    assert state["backoff_seconds"] == HOUR  # and so did the outcome
+
+
+@pytest.mark.parametrize("step", [os.unlink, os.replace, os.link], ids=["unlink", "replace", "link"])
+def test_no_session_sees_the_opt_out_gone_during_reset(
+    environ: dict[str, str], state_dir: Path, known: dict[str, object], profiled_threads: None, step: object
+) -> None:
+    client, err = make_client({**environ, "AGENTSONAR_TELEMETRY": "debug"})
+    client.disable_persistently()
+    sessions: list[at.Session] = []
+
+    def session_now() -> None:
+        sys.setprofile(None)
+        sessions.append(client.start_session("0.4.0"))
+
+    sys.setprofile(run_once_at(step, session_now, after=True))  # type: ignore[arg-type]
+    client.reset()
+    sys.setprofile(None)
+    sessions.append(client.start_session("0.4.0"))
+    assert [s.rule for s in sessions] == ["telemetry_disabled"] * len(sessions)
+    assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
+    assert DISCLOSURE not in err.getvalue()
+
+
+def test_a_disable_racing_the_install_id_claim_leaves_no_install_id(
+    environ: dict[str, str], state_dir: Path, profiled_threads: None
+) -> None:
+    client, err = make_client(environ)
+    client.disable_persistently()
+    client.enable_persistently()  # a state with no install id: the next session claims one, under the lock
+    results: list[object] = []
+    # The first os.open of the session is its lock file: disable lands just before it.
+    hook = run_once_at(os.open, in_another_thread(make_client(environ)[0].disable_persistently, results))
+    sys.setprofile(hook)  # type: ignore[arg-type]
+    session = client.start_session("0.4.0")
+    sys.setprofile(None)
+    assert hook.fired  # type: ignore[attr-defined]
+    results[0].join(5)  # type: ignore[union-attr]
+    assert isinstance(results[1], at.Status), results
+    assert (session.enabled, session.rule) == (False, "telemetry_disabled")
+    assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}  # never an install id
+    assert err.getvalue() == ""
+
+
+def test_a_live_lock_is_waited_for(environ: dict[str, str], state_dir: Path, known: dict[str, object]) -> None:
+    lock = state_dir / "state.json.lock"
+    lock.write_text("")
+    threading.Timer(0.1, lock.unlink).start()  # its holder finishes within the wait
+    status = make_client(environ)[0].disable_persistently()
+    assert status.rule == "telemetry_disabled" and not lock.exists()
+
+
+# -- 4. Windows -------------------------------------------------------------------------
+
+
+def test_windows_arch_comes_from_the_environment_and_platform_is_never_imported(state_dir: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import json, sys
+        sys.platform = "win32"  # a simulated Windows: what the module sees at call time
+        import agentsonar_telemetry as at
+        s = at.start_session("0.4.0")
+        print(json.dumps([s.event["os"], s.event["arch"], "platform" in sys.modules]))
+        """
+    )
+    # x86 Python emulated on ARM64 Windows: PROCESSOR_ARCHITECTURE says x86, W6432 the machine.
+    result = run_python(
+        code, AGENTSONAR_TELEMETRY="debug", PROCESSOR_ARCHITECTURE="x86", PROCESSOR_ARCHITEW6432="ARM64"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["win32", "arm64", False]
+
+
+# -- 5. disclosure of an older state, TLS failures, directory modes ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"install_id": "8a4f3b29-1c2d-4e5f-9a6b-7c8d9e0f1a2b", "disclosure_shown": False},
+        {"install_id": "8a4f3b29-1c2d-4e5f-9a6b-7c8d9e0f1a2b"},  # what an older SDK left before it disclosed
+        {"schema_version": 1, "telemetry_disabled": False},  # disable, then enable
+    ],
+    ids=["false", "absent", "after_enable"],
+)
+def test_a_state_without_the_disclosure_shown_gets_it_once(
+    environ: dict[str, str], state_dir: Path, state: dict[str, object]
+) -> None:
+    at._write_state(str(state_dir / "state.json"), state)
+    client, err = make_client({**environ, "AGENTSONAR_TELEMETRY": "debug"})
+    first = client.start_session("0.4.0")
+    client.start_session("0.4.0")
+    assert err.getvalue().count(DISCLOSURE) == 1
+    saved = read_state(state_dir)
+    assert saved["disclosure_shown"] is True and saved["install_id"] == first.event["install_id"]  # type: ignore[index]
+    if "install_id" in state:
+        assert saved["install_id"] == state["install_id"]
+
+
+def test_many_processes_on_a_state_without_the_disclosure_show_it_once(state_dir: Path) -> None:
+    import subprocess
+
+    install_id = at._new_uuid4()
+    at._write_state(str(state_dir / "state.json"), {"install_id": install_id, "disclosure_shown": False})
+    code = textwrap.dedent(
+        """
+        import sys, time
+        while time.time() < float(sys.argv[1]):
+            pass
+        import agentsonar_telemetry as at
+        at.start_session("1")
+        """
+    )
+    start = time.time() + 1.5
+    env = subprocess_env(AGENTSONAR_TELEMETRY="debug")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(start)], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert sum(e.count(DISCLOSURE) for e in errors) == 1, errors
+    assert read_state(state_dir)["install_id"] == install_id
+
+
+class TlsCountingServer:
+    """A TLS port with a certificate no client trusts; counts connections."""
+
+    def __init__(self) -> None:
+        import trustme
+
+        cert = trustme.CA().issue_cert("127.0.0.1")
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(self.context)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.05)
+        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.settimeout(2)
+            try:
+                with self.context.wrap_socket(conn, server_side=True):
+                    pass
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def test_no_retry_after_a_tls_verification_failure(
+    environ: dict[str, str], state_dir: Path, known: dict[str, object]
+) -> None:
+    server = TlsCountingServer()
+    try:
+        environ["AGENTSONAR_TELEMETRY_URL"] = server.url
+        client, err = make_client(environ)
+        assert not client.start_session("0.4.0").wait(10)
+        time.sleep(0.3)  # a retry would connect within 0.1 s
+    finally:
+        server.close()
+    assert server.connections == 1 and err.getvalue() == ""
+    assert read_state(state_dir)["backoff_seconds"] == HOUR  # still a failure: it backs off
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_directories_the_module_creates_are_0700_others_keep_their_mode(tmp_path: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    existing.chmod(0o755)
+    state_dir = existing / "a" / "b" / "state"
+    old = os.umask(0o022)
+    try:
+        make_client({"AGENTSONAR_STATE_DIR": str(state_dir)})[0].disable_persistently()
+    finally:
+        os.umask(old)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in (existing, state_dir.parent.parent, state_dir.parent, state_dir)
+    }
+    assert modes == {"existing": 0o755, "a": 0o700, "b": 0o700, "state": 0o700}
+    assert stat.S_IMODE((state_dir / "state.json").stat().st_mode) == 0o600
