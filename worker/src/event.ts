@@ -14,6 +14,10 @@ export const EVENT_FIELDS = [
   "timestamp",
 ] as const;
 
+/** The fields the reports group by; column names come from here, never from a request. */
+export const DIMENSIONS = ["version", "python", "os", "arch", "adapter"] as const;
+export type Dimension = (typeof DIMENSIONS)[number];
+
 export type TelemetryEvent = {
   install_id: string;
   session_id: string;

@@ -1,14 +1,20 @@
 // The AgentSonar telemetry collector. Routes validate, then call one query function each.
 import { isAuthorized } from "./auth";
+import { isoSeconds } from "./calendar";
+import { cohortsCsv, dailyCsv, statsCsv, weeklyCsv } from "./csv";
 import { MAX_BODY_BYTES, validateEvent } from "./event";
-import { errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
+import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
+import { runJob } from "./job";
 import {
+  MAX_COHORT_WEEKS,
   MAX_DAILY_DAYS,
+  MAX_WEEKLY_WEEKS,
+  getCohorts,
   getDailySessions,
   getStats,
+  getWeekly,
   insertEvent,
   parseRetentionDays,
-  rollUpAndDelete,
 } from "./queries";
 
 type Route = { methods: string[]; handle: (request: Request, env: Env, url: URL) => Promise<Response> };
@@ -19,6 +25,8 @@ const ROUTES: Record<string, Route> = {
   "/event": { methods: ["POST"], handle: postEvent },
   "/v1/stats": { methods: ["GET"], handle: withStatsAuth(getStatsRoute) },
   "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
+  "/v1/stats/weekly": { methods: ["GET"], handle: withStatsAuth(getWeeklyRoute) },
+  "/v1/stats/cohorts": { methods: ["GET"], handle: withStatsAuth(getCohortsRoute) },
   "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
 };
 
@@ -59,30 +67,85 @@ function withStatsAuth(handle: Route["handle"]): Route["handle"] {
   };
 }
 
-async function getStatsRoute(_request: Request, env: Env): Promise<Response> {
-  return json(await getStats(env.DB, nowSeconds()));
+type Parsed<T> = { ok: true; value: T } | { ok: false; response: Response };
+
+/** `?name=N`: an integer from 1 to `max`, or `fallback` when absent. */
+function integerParam(url: URL, name: string, fallback: number, max: number): Parsed<number> {
+  const param = url.searchParams.get(name);
+  if (param === null) return { ok: true, value: fallback };
+  if (!/^[0-9]{1,6}$/.test(param) || Number(param) < 1 || Number(param) > max) {
+    return {
+      ok: false,
+      response: errorResponse(400, "invalid_parameter", `${name} must be an integer from 1 to ${max}`),
+    };
+  }
+  return { ok: true, value: Number(param) };
+}
+
+/** `?format=json` (the default) or `?format=csv`. */
+function formatParam(url: URL): Parsed<"json" | "csv"> {
+  const format = url.searchParams.get("format") ?? "json";
+  if (format === "json" || format === "csv") return { ok: true, value: format };
+  return { ok: false, response: errorResponse(400, "invalid_parameter", "format must be json or csv") };
+}
+
+/** What the answer cost in D1 rows read, for whoever watches the bill (and bench/reporting.py). */
+function metered(response: Response, rowsRead: number): Response {
+  response.headers.set("X-D1-Rows-Read", String(rowsRead));
+  return response;
+}
+
+function asOfString(asOf: number | null): string | null {
+  return asOf === null ? null : isoSeconds(asOf);
+}
+
+async function getStatsRoute(_request: Request, env: Env, url: URL): Promise<Response> {
+  const format = formatParam(url);
+  if (!format.ok) return format.response;
+  const { as_of, figures, rows_read } = await getStats(env.DB);
+  const answer = { generated_at: isoSeconds(nowSeconds()), as_of: asOfString(as_of), ...figures };
+  return metered(format.value === "csv" ? csv(statsCsv(answer), "stats.csv") : json(answer), rows_read);
 }
 
 async function getDailyRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const param = url.searchParams.get("days");
-  let days = 90;
-  if (param !== null) {
-    if (!/^\d{1,3}$/.test(param) || Number(param) < 1 || Number(param) > MAX_DAILY_DAYS) {
-      return errorResponse(400, "invalid_parameter", `days must be an integer from 1 to ${MAX_DAILY_DAYS}`);
-    }
-    days = Number(param);
-  }
-  return json(await getDailySessions(env.DB, nowSeconds(), days));
+  const days = integerParam(url, "days", 90, MAX_DAILY_DAYS);
+  if (!days.ok) return days.response;
+  const format = formatParam(url);
+  if (!format.ok) return format.response;
+  const daily = await getDailySessions(env.DB, days.value);
+  if (format.value === "csv") return metered(csv(dailyCsv(daily.days), "daily.csv"), daily.rows_read);
+  return metered(json({ as_of: asOfString(daily.as_of), days: daily.days }), daily.rows_read);
 }
 
-async function runRetention(env: Env, now: number): Promise<void> {
+async function getWeeklyRoute(_request: Request, env: Env, url: URL): Promise<Response> {
+  const weeks = integerParam(url, "weeks", 26, MAX_WEEKLY_WEEKS);
+  if (!weeks.ok) return weeks.response;
+  const format = formatParam(url);
+  if (!format.ok) return format.response;
+  const weekly = await getWeekly(env.DB, weeks.value);
+  if (format.value === "csv") return metered(csv(weeklyCsv(weekly.weeks), "weekly.csv"), weekly.rows_read);
+  return metered(json({ as_of: asOfString(weekly.as_of), weeks: weekly.weeks }), weekly.rows_read);
+}
+
+async function getCohortsRoute(_request: Request, env: Env, url: URL): Promise<Response> {
+  const weeks = integerParam(url, "weeks", 12, MAX_COHORT_WEEKS);
+  if (!weeks.ok) return weeks.response;
+  const format = formatParam(url);
+  if (!format.ok) return format.response;
+  const result = await getCohorts(env.DB, weeks.value);
+  if (format.value === "csv") return metered(csv(cohortsCsv(result.cohorts), "cohorts.csv"), result.rows_read);
+  return metered(json({ as_of: asOfString(result.as_of), cohorts: result.cohorts }), result.rows_read);
+}
+
+/** The hourly job; a RETENTION_DAYS that is not an integer of at least 31 changes nothing. */
+export async function scheduledJob(env: Env, now: number): Promise<void> {
   const retentionDays = parseRetentionDays(env.RETENTION_DAYS);
   if (retentionDays === null) {
     console.error("configuration error: RETENTION_DAYS must be an integer of at least 31; nothing was changed");
     return;
   }
-  const { rolledUp, deleted } = await rollUpAndDelete(env.DB, now, retentionDays);
-  console.log(`retention: ${deleted} raw events older than ${retentionDays} days rolled into ${rolledUp} daily rows`);
+  const report = await runJob(env.DB, now, retentionDays);
+  console.log(`job: ${JSON.stringify(report)}`);
 }
 
 export default {
@@ -105,6 +168,6 @@ export default {
   },
 
   async scheduled(controller, env, ctx): Promise<void> {
-    ctx.waitUntil(runRetention(env, Math.floor(controller.scheduledTime / 1000)));
+    ctx.waitUntil(scheduledJob(env, Math.floor(controller.scheduledTime / 1000)));
   },
 } satisfies ExportedHandler<Env>;

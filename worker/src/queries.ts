@@ -1,12 +1,16 @@
 // D1 queries: small functions with bound parameters. Times are epoch seconds; days are UTC.
-import type { TelemetryEvent } from "./event";
+// Ingest writes one row; every GET reads the aggregates the hourly job keeps (src/job.ts),
+// so the rows a GET reads do not grow with the number of events.
+import { DAY, dayNumber, dayString } from "./calendar";
+import { DIMENSIONS, type Dimension, type TelemetryEvent } from "./event";
+import { type StatsFigures, emptyFigures } from "./job";
 
-export const DAY = 86_400;
 export const DEFAULT_RETENTION_DAYS = 90;
-export const MIN_RETENTION_DAYS = 31; // above the 30-day stats window, which reads raw rows only
+export const MIN_RETENTION_DAYS = 31; // above the 30-day window of /v1/stats
 export const MAX_DAILY_DAYS = 400;
-export const DIMENSIONS = ["version", "python", "os", "arch", "adapter"] as const;
-export type Dimension = (typeof DIMENSIONS)[number];
+export const MAX_WEEKLY_WEEKS = 520;
+export const MAX_COHORT_WEEKS = 104;
+export const COHORT_WEEKS_LATER = 8;
 
 export function insertStatement(db: D1Database, event: TelemetryEvent, receivedAt: number): D1PreparedStatement {
   return db
@@ -34,137 +38,154 @@ export async function insertEvent(db: D1Database, event: TelemetryEvent, receive
   return result.meta.changes === 1;
 }
 
-export type Windowed = { "1d": number; "7d": number; "30d": number };
-export type Stats = {
-  generated_at: string;
-  installs: Windowed;
-  sessions: Windowed;
-  returning_installs_30d: number;
-  by: Record<Dimension, Record<string, number>>;
-};
+/** What D1 bills a read: the sum of rows read over its statements. */
+export type Metered<T> = T & { rows_read: number };
 
-type Totals = {
-  installs_1d: number;
-  installs_7d: number;
-  installs_30d: number;
-  sessions_1d: number;
-  sessions_7d: number;
-  sessions_30d: number;
-};
-
-/**
- * The statements behind getStats. Each reads only the last 30 days of rows, through the
- * (received_at, install_id) index, so reads grow with recent traffic, not with history.
- */
-export function statsStatements(db: D1Database, now: number): D1PreparedStatement[] {
-  const since1 = now - DAY;
-  const since7 = now - 7 * DAY;
-  const since30 = now - 30 * DAY;
-  return [
-    db
-      .prepare(
-        `SELECT COUNT(DISTINCT CASE WHEN received_at >= ?1 THEN install_id END) AS installs_1d,
-                COUNT(DISTINCT CASE WHEN received_at >= ?2 THEN install_id END) AS installs_7d,
-                COUNT(DISTINCT install_id) AS installs_30d,
-                COUNT(CASE WHEN received_at >= ?1 THEN 1 END) AS sessions_1d,
-                COUNT(CASE WHEN received_at >= ?2 THEN 1 END) AS sessions_7d,
-                COUNT(*) AS sessions_30d
-         FROM events WHERE received_at >= ?3`,
-      )
-      .bind(since1, since7, since30),
-    db
-      .prepare(
-        `SELECT COUNT(*) AS installs FROM (
-           SELECT install_id FROM events WHERE received_at >= ?1
-           GROUP BY install_id HAVING COUNT(DISTINCT received_at / ${DAY}) >= 2)`,
-      )
-      .bind(since30),
-    // Column names come from DIMENSIONS, never from a request.
-    ...DIMENSIONS.map((dimension) =>
-      db
-        .prepare(
-          `SELECT ${dimension} AS value, COUNT(DISTINCT install_id) AS installs
-           FROM events WHERE received_at >= ?1 GROUP BY ${dimension} ORDER BY installs DESC, value`,
-        )
-        .bind(since30),
-    ),
-  ];
+async function readBatch(db: D1Database, statements: D1PreparedStatement[]): Promise<Metered<{ results: D1Result[] }>> {
+  const results = await db.batch(statements);
+  return { results, rows_read: results.reduce((sum, r) => sum + (r.meta.rows_read ?? 0), 0) };
 }
 
-/**
- * Installs and sessions over rolling 1/7/30-day windows by receive time, installs seen on
- * two or more UTC days, and distinct installs per dimension value over 30 days.
- */
-export async function getStats(db: D1Database, now: number): Promise<Stats> {
-  const [totals, returning, ...by] = await db.batch<Record<string, unknown>>(statsStatements(db, now));
-  const t = (totals?.results[0] ?? {}) as Partial<Totals>;
-  const byDimension = Object.fromEntries(
-    DIMENSIONS.map((dimension, i) => [
-      dimension,
-      Object.fromEntries((by[i]?.results ?? []).map((row) => [String(row.value), Number(row.installs)])),
-    ]),
-  ) as Record<Dimension, Record<string, number>>;
-  return {
-    generated_at: isoSeconds(now),
-    installs: { "1d": t.installs_1d ?? 0, "7d": t.installs_7d ?? 0, "30d": t.installs_30d ?? 0 },
-    sessions: { "1d": t.sessions_1d ?? 0, "7d": t.sessions_7d ?? 0, "30d": t.sessions_30d ?? 0 },
-    returning_installs_30d: Number(returning?.results[0]?.installs ?? 0),
-    by: byDimension,
-  };
+const AS_OF_SQL = "SELECT as_of FROM stats_snapshot WHERE id = 1";
+
+function asOfOf(result: D1Result | undefined): number | null {
+  const row = result?.results[0] as { as_of?: number } | undefined;
+  return row?.as_of ?? null;
 }
 
-export type DailySessions = { days: { day: string; sessions: number }[] };
-
-/** Sessions per UTC day for the last `days` days (today included), raw and rolled-up rows alike. */
-export async function getDailySessions(db: D1Database, now: number, days: number): Promise<DailySessions> {
-  const today = Math.floor(now / DAY);
-  const first = today - days + 1;
-  const [raw, rolled] = await db.batch<{ day: string; sessions: number }>([
-    db
-      .prepare(
-        `SELECT strftime('%Y-%m-%d', received_at, 'unixepoch') AS day, COUNT(*) AS sessions
-         FROM events WHERE received_at >= ?1 GROUP BY received_at / ${DAY}`,
-      )
-      .bind(first * DAY),
-    db
-      .prepare(`SELECT day, SUM(sessions) AS sessions FROM daily_counts WHERE day >= ?1 GROUP BY day`)
-      .bind(utcDay(first * DAY)),
+/** The figures of /v1/stats as of the job's last run; zeros and `as_of` null before it. */
+export async function getStats(db: D1Database): Promise<Metered<{ as_of: number | null; figures: StatsFigures }>> {
+  const { results, rows_read } = await readBatch(db, [
+    db.prepare("SELECT as_of, figures FROM stats_snapshot WHERE id = 1"),
   ]);
-  const counts = new Map<string, number>();
-  for (const row of [...(raw?.results ?? []), ...(rolled?.results ?? [])]) {
-    counts.set(row.day, (counts.get(row.day) ?? 0) + Number(row.sessions));
-  }
-  const result: DailySessions = { days: [] };
-  for (let d = first; d <= today; d++) {
-    const day = utcDay(d * DAY);
-    result.days.push({ day, sessions: counts.get(day) ?? 0 });
-  }
-  return result;
+  const row = results[0]?.results[0] as { as_of: number; figures: string } | undefined;
+  if (row === undefined) return { as_of: null, figures: emptyFigures(), rows_read };
+  return { as_of: row.as_of, figures: JSON.parse(row.figures) as StatsFigures, rows_read };
 }
 
+export type DailySessions = { as_of: number | null; days: { day: string; sessions: number }[] };
+
 /**
- * Roll raw events older than the retention window into daily_counts and delete them, in one
- * transaction. A second run finds nothing left to move, so running twice changes nothing.
+ * Sessions per UTC day for the `days` days ending on the day of `as_of` (the last one counted
+ * up to `as_of`), oldest first, days without sessions as 0. No days before the first run.
  */
-export async function rollUpAndDelete(
+export async function getDailySessions(db: D1Database, days: number): Promise<Metered<DailySessions>> {
+  const lastDay = `((SELECT as_of FROM stats_snapshot WHERE id = 1) - 1)`;
+  const { results, rows_read } = await readBatch(db, [
+    db.prepare(AS_OF_SQL),
+    db
+      .prepare(
+        `SELECT day, sessions + sessions_rolled_up AS sessions FROM sessions_daily
+         WHERE day >= date(${lastDay} - (?1 - 1) * ${DAY}, 'unixepoch') AND day <= date(${lastDay}, 'unixepoch')`,
+      )
+      .bind(days),
+  ]);
+  const asOf = asOfOf(results[0]);
+  if (asOf === null) return { as_of: null, days: [], rows_read };
+  const rows = (results[1]?.results ?? []) as { day: string; sessions: number }[];
+  const counts = new Map(rows.map((row) => [row.day, row.sessions]));
+  const last = dayNumber(asOf - 1);
+  const answer: DailySessions = { as_of: asOf, days: [] };
+  for (let d = last - days + 1; d <= last; d++) {
+    answer.days.push({ day: dayString(d), sessions: counts.get(dayString(d)) ?? 0 });
+  }
+  return { ...answer, rows_read };
+}
+
+export type ActiveReturning = { active: number; returning: number };
+export type Week = {
+  week: string;
+  start: string;
+  sessions: number;
+  installs: { active: number; returning: number; new: number; one_shot: number | null };
+  by: Record<Dimension, Record<string, ActiveReturning>>;
+};
+
+type WeeklyRow = {
+  week: string;
+  start: string;
+  sessions: number;
+  installs_active: number;
+  installs_returning: number;
+  installs_new: number;
+  installs_one_shot: number | null;
+};
+
+/** The last `weeks` closed ISO weeks, oldest first, with their figures per dimension value. */
+export async function getWeekly(db: D1Database, weeks: number): Promise<Metered<{ as_of: number | null; weeks: Week[] }>> {
+  const { results, rows_read } = await readBatch(db, [
+    db.prepare(AS_OF_SQL),
+    db.prepare("SELECT * FROM (SELECT * FROM weekly ORDER BY week DESC LIMIT ?1) ORDER BY week").bind(weeks),
+    db
+      .prepare(
+        `SELECT week, dimension, value, installs_active, installs_returning FROM weekly_by
+         WHERE week IN (SELECT week FROM weekly ORDER BY week DESC LIMIT ?1)
+         ORDER BY week, dimension, installs_active DESC, value`,
+      )
+      .bind(weeks),
+  ]);
+  const [asOf, weekly, by] = results;
+  const result = new Map<string, Week>();
+  for (const row of (weekly?.results ?? []) as WeeklyRow[]) {
+    result.set(row.week, {
+      week: row.week,
+      start: row.start,
+      sessions: row.sessions,
+      installs: {
+        active: row.installs_active,
+        returning: row.installs_returning,
+        new: row.installs_new,
+        one_shot: row.installs_one_shot,
+      },
+      by: { version: {}, python: {}, os: {}, arch: {}, adapter: {} },
+    });
+  }
+  type ByRow = { week: string; dimension: Dimension; value: string; installs_active: number; installs_returning: number };
+  for (const row of (by?.results ?? []) as ByRow[]) {
+    const week = result.get(row.week);
+    if (week !== undefined && DIMENSIONS.includes(row.dimension)) {
+      week.by[row.dimension][row.value] = { active: row.installs_active, returning: row.installs_returning };
+    }
+  }
+  return { as_of: asOfOf(asOf), weeks: [...result.values()], rows_read };
+}
+
+export type Cohort = { week: string; new: number; active_after: (number | null)[] };
+
+/**
+ * The last `weeks` closed weeks as cohorts of new installs: how many were active 1 to 8 weeks
+ * later, null where that week has not closed.
+ */
+export async function getCohorts(
   db: D1Database,
-  now: number,
-  retentionDays: number,
-): Promise<{ rolledUp: number; deleted: number }> {
-  const cutoff = now - retentionDays * DAY;
-  const [rollup, deletion] = await db.batch([
+  weeks: number,
+): Promise<Metered<{ as_of: number | null; cohorts: Cohort[] }>> {
+  const { results, rows_read } = await readBatch(db, [
+    db.prepare(AS_OF_SQL),
+    db
+      .prepare("SELECT * FROM (SELECT week, installs_new FROM weekly ORDER BY week DESC LIMIT ?1) ORDER BY week")
+      .bind(weeks),
     db
       .prepare(
-        `INSERT INTO daily_counts (day, version, python, os, arch, adapter, sessions)
-         SELECT strftime('%Y-%m-%d', received_at, 'unixepoch'), version, python, os, arch, adapter, COUNT(*)
-         FROM events WHERE received_at < ?1
-         GROUP BY 1, 2, 3, 4, 5, 6
-         ON CONFLICT (day, version, python, os, arch, adapter) DO UPDATE SET sessions = sessions + excluded.sessions`,
+        `SELECT week, weeks_later, installs_active FROM cohorts
+         WHERE week IN (SELECT week FROM weekly ORDER BY week DESC LIMIT ?1)`,
       )
-      .bind(cutoff),
-    db.prepare(`DELETE FROM events WHERE received_at < ?1`).bind(cutoff),
+      .bind(weeks),
   ]);
-  return { rolledUp: rollup?.meta.changes ?? 0, deleted: deletion?.meta.changes ?? 0 };
+  const [asOf, weekly, later] = results;
+  const cohorts = ((weekly?.results ?? []) as { week: string; installs_new: number }[]).map((row) => ({
+    week: row.week,
+    new: row.installs_new,
+    active_after: new Array<number | null>(COHORT_WEEKS_LATER).fill(null),
+  }));
+  const byWeek = new Map(cohorts.map((cohort) => [cohort.week, cohort]));
+  for (const row of (later?.results ?? []) as { week: string; weeks_later: number; installs_active: number }[]) {
+    const cohort = byWeek.get(row.week);
+    if (cohort !== undefined && row.weeks_later >= 1 && row.weeks_later <= COHORT_WEEKS_LATER) {
+      cohort.active_after[row.weeks_later - 1] = row.installs_active;
+    }
+  }
+  return { as_of: asOfOf(asOf), cohorts, rows_read };
 }
 
 /** RETENTION_DAYS: unset means 90; an integer of at least 31 is used; anything else is null. */
@@ -175,10 +196,3 @@ export function parseRetentionDays(value: string | undefined): number | null {
   return days >= MIN_RETENTION_DAYS ? days : null;
 }
 
-export function utcDay(epochSeconds: number): string {
-  return new Date(epochSeconds * 1000).toISOString().slice(0, 10);
-}
-
-export function isoSeconds(epochSeconds: number): string {
-  return new Date(Math.floor(epochSeconds) * 1000).toISOString().replace(".000Z", "Z");
-}

@@ -5,6 +5,19 @@ import { beforeEach } from "vitest";
 
 await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
 
+export const TABLES = [
+  "events",
+  "daily_counts",
+  "job_state",
+  "installs",
+  "sessions_hourly",
+  "sessions_daily",
+  "weekly",
+  "weekly_by",
+  "cohorts",
+  "stats_snapshot",
+] as const;
+
 beforeEach(async () => {
-  await env.DB.batch([env.DB.prepare("DELETE FROM events"), env.DB.prepare("DELETE FROM daily_counts")]);
+  await env.DB.batch(TABLES.map((table) => env.DB.prepare(`DELETE FROM ${table}`)));
 });

@@ -1,6 +1,9 @@
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { TelemetryEvent } from "../src/event";
+import { HOUR } from "../src/calendar";
+import { SAFETY_MARGIN, runJob } from "../src/job";
+import { TABLES } from "./apply-migrations";
 
 export const BASE = "http://collector.test";
 export const TOKEN = "test-stats-token";
@@ -54,10 +57,16 @@ export async function rowCount(table = "events"): Promise<number> {
 }
 
 /** Whole-database fingerprint: what "left the database unchanged" means. */
-export async function snapshot(): Promise<string> {
-  const events = await env.DB.prepare("SELECT * FROM events ORDER BY session_id").all();
-  const daily = await env.DB.prepare("SELECT * FROM daily_counts ORDER BY day, version, python, os, arch, adapter").all();
-  return JSON.stringify([events.results, daily.results]);
+export async function snapshot(tables: readonly string[] = TABLES): Promise<string> {
+  const contents = [];
+  for (const table of tables) {
+    // Every table, ordered by all its columns: the same rows give the same text.
+    const columns = await env.DB.prepare(`SELECT COUNT(*) AS n FROM pragma_table_info('${table}')`).first<{ n: number }>();
+    const order = Array.from({ length: columns?.n ?? 1 }, (_, i) => i + 1).join(", ");
+    const { results } = await env.DB.prepare(`SELECT * FROM ${table} ORDER BY ${order}`).all();
+    contents.push([table, results]);
+  }
+  return JSON.stringify(contents);
 }
 
 export async function expectError(response: Response, status: number, code: string): Promise<string> {
@@ -76,4 +85,17 @@ export async function expectError(response: Response, status: number, code: stri
 export async function fetchWithEnv(request: Request, modified: Env): Promise<Response> {
   const { default: worker } = await import("../src/index");
   return worker.fetch(request as unknown as Request<unknown, IncomingRequestCfProperties>, modified);
+}
+
+/** The hourly job, run as if an hour had passed: everything posted so far is in the aggregates. */
+export async function runJobNow(): Promise<void> {
+  const now = Math.floor(Date.now() / 1000) + HOUR + SAFETY_MARGIN;
+  for (let i = 0; i < 20; i++) {
+    if ((await runJob(env.DB, now, 90)).caught_up) return;
+  }
+  throw new Error("the job did not catch up");
+}
+
+export async function statsJson(): Promise<{ as_of: string | null } & Record<string, unknown>> {
+  return (await (await get("/v1/stats")).json()) as { as_of: string | null } & Record<string, unknown>;
 }

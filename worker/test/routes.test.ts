@@ -15,7 +15,11 @@ import {
   postEvent,
   rowCount,
   snapshot,
+  runJobNow,
+  statsJson,
 } from "./helpers";
+
+const STATS_PATHS = ["/v1/stats", "/v1/stats/daily", "/v1/stats/weekly", "/v1/stats/cohorts"];
 
 describe("POST /v1/events: the contract vectors", () => {
   it("has vectors to run", () => {
@@ -143,7 +147,7 @@ describe("POST /v1/events: status codes and the error shape", () => {
   });
 
   it("405 with Allow on the stats routes", async () => {
-    for (const path of ["/v1/stats", "/v1/stats/daily"]) {
+    for (const path of STATS_PATHS) {
       const response = await exports.default.fetch(`${BASE}${path}`, { method: "POST", body: "{}" });
       expect(response.headers.get("Allow")).toBe("GET");
       await expectError(response, 405, "method_not_allowed");
@@ -244,7 +248,7 @@ describe("stats auth", () => {
     ["bare token", { Authorization: TOKEN }],
     ["empty bearer", { Authorization: "Bearer " }],
   ])("401 for %s", async (_name, headers) => {
-    for (const path of ["/v1/stats", "/v1/stats/daily"]) {
+    for (const path of STATS_PATHS) {
       const response = await get(path, headers as Record<string, string>);
       expect(response.headers.get("WWW-Authenticate")).toContain("Bearer");
       await expectError(response, 401, "unauthorized");
@@ -268,15 +272,27 @@ describe("stats auth", () => {
   });
 });
 
-describe("GET /v1/stats and /v1/stats/daily over HTTP", () => {
-  it("serves the documented shape", async () => {
+describe("the reporting GETs over HTTP, after the hourly job", () => {
+  it("/v1/stats serves the documented shape with as_of", async () => {
     await postEvent(makeEvent());
+    let stats = (await (await get("/v1/stats")).json()) as Record<string, unknown>;
+    expect(stats.as_of).toBeNull(); // before the first run
+    await runJobNow();
     const response = await get("/v1/stats");
     expect(response.status).toBe(200);
     expect(response.headers.get("Content-Type")).toBe("application/json; charset=utf-8");
-    const stats = (await response.json()) as Record<string, unknown>;
-    expect(Object.keys(stats).sort()).toEqual(["by", "generated_at", "installs", "returning_installs_30d", "sessions"]);
+    expect(response.headers.get("X-D1-Rows-Read")).toBe("1");
+    stats = (await response.json()) as Record<string, unknown>;
+    expect(Object.keys(stats).sort()).toEqual([
+      "as_of",
+      "by",
+      "generated_at",
+      "installs",
+      "returning_installs_30d",
+      "sessions",
+    ]);
     expect(stats.generated_at).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(stats.as_of).toMatch(/^\d{4}-\d\d-\d\dT\d\d:00:00Z$/);
     expect(stats.installs).toEqual({ "1d": 1, "7d": 1, "30d": 1 });
     expect(stats.sessions).toEqual({ "1d": 1, "7d": 1, "30d": 1 });
     expect(stats.by).toEqual({
@@ -288,26 +304,76 @@ describe("GET /v1/stats and /v1/stats/daily over HTTP", () => {
     });
   });
 
-  it("daily defaults to 90 days ending today", async () => {
+  it("daily defaults to 90 days ending on the day of as_of", async () => {
     await postEvent(makeEvent());
-    const { days } = (await (await get("/v1/stats/daily")).json()) as { days: { day: string; sessions: number }[] };
+    expect(await (await get("/v1/stats/daily")).json()).toEqual({ as_of: null, days: [] });
+    await runJobNow();
+    const { days, as_of } = (await (await get("/v1/stats/daily")).json()) as {
+      as_of: string;
+      days: { day: string; sessions: number }[];
+    };
     expect(days).toHaveLength(90);
-    expect(days.at(-1)).toEqual({ day: new Date().toISOString().slice(0, 10), sessions: 1 });
+    expect(days.reduce((sum, d) => sum + d.sessions, 0)).toBe(1);
+    expect(days.at(-1)?.day).toBe(new Date(Date.parse(as_of) - 1000).toISOString().slice(0, 10));
   });
 
-  it.each(["0", "401", "-1", "abc", "1.5", "", "1e2"])("daily rejects days=%s", async (value) => {
-    await expectError(await get(`/v1/stats/daily?days=${value}`), 400, "invalid_parameter");
+  it("weekly and cohorts answer their documented shapes", async () => {
+    await runJobNow();
+    const weekly = (await (await get("/v1/stats/weekly")).json()) as Record<string, unknown>;
+    expect(Object.keys(weekly).sort()).toEqual(["as_of", "weeks"]);
+    const cohorts = (await (await get("/v1/stats/cohorts")).json()) as Record<string, unknown>;
+    expect(Object.keys(cohorts).sort()).toEqual(["as_of", "cohorts"]);
   });
 
-  it("daily accepts 1 and 400", async () => {
-    for (const n of [1, 400]) {
-      const body = (await (await get(`/v1/stats/daily?days=${n}`)).json()) as { days: unknown[] };
-      expect(body.days).toHaveLength(n);
+  it.each([
+    ["/v1/stats/daily", "days", ["0", "401", "-1", "abc", "1.5", "", "1e2", "0x10"]],
+    ["/v1/stats/weekly", "weeks", ["0", "521", "-1", "abc", "2.0", ""]],
+    ["/v1/stats/cohorts", "weeks", ["0", "105", "x", " 3"]],
+  ])("%s rejects %s out of range or not an integer", async (path, name, values) => {
+    for (const value of values as string[]) {
+      const message = await expectError(await get(`${path}?${name}=${encodeURIComponent(value)}`), 400, "invalid_parameter");
+      expect(message).toContain(name);
     }
+  });
+
+  it.each([
+    ["/v1/stats/daily", "days", [1, 400]],
+    ["/v1/stats/weekly", "weeks", [1, 520]],
+    ["/v1/stats/cohorts", "weeks", [1, 104]],
+  ])("%s accepts %s at both ends of its range", async (path, name, values) => {
+    for (const value of values as number[]) {
+      expect((await get(`${path}?${name}=${value}`)).status).toBe(200);
+    }
+  });
+
+  it.each(STATS_PATHS)("%s rejects an unknown format", async (path) => {
+    for (const format of ["xml", "CSV", "", "json,csv"]) {
+      await expectError(await get(`${path}?format=${format}`), 400, "invalid_parameter");
+    }
+  });
+
+  it("serves the same figures as CSV with a header row", async () => {
+    await postEvent(makeEvent());
+    await runJobNow();
+    const stats = await get("/v1/stats?format=csv");
+    expect(stats.headers.get("Content-Type")).toBe("text/csv; charset=utf-8");
+    expect(stats.headers.get("Content-Disposition")).toBe('attachment; filename="stats.csv"');
+    const lines = (await stats.text()).trimEnd().split("\r\n");
+    expect(lines[0]).toBe("as_of,figure,key,value");
+    expect(lines).toContain(`${(await statsJson()).as_of},installs,30d,1`);
+    expect(lines.some((l) => l.endsWith(",by.version,0.4.0,1"))).toBe(true);
+    const daily = (await (await get("/v1/stats/daily?days=3&format=csv")).text()).trimEnd().split("\r\n");
+    expect(daily[0]).toBe("day,sessions");
+    expect(daily).toHaveLength(4);
+    const weekly = (await (await get("/v1/stats/weekly?format=csv")).text()).split("\r\n");
+    expect(weekly[0]).toBe("week,start,dimension,value,sessions,active,returning,new,one_shot");
+    const cohorts = (await (await get("/v1/stats/cohorts?format=csv")).text()).split("\r\n");
+    expect(cohorts[0]).toBe("week,new,active_after_1,active_after_2,active_after_3,active_after_4,active_after_5,active_after_6,active_after_7,active_after_8");
   });
 
   it("checks auth before parameters", async () => {
     await expectError(await get("/v1/stats/daily?days=0", {}), 401, "unauthorized");
+    await expectError(await get("/v1/stats/weekly?format=xml", {}), 401, "unauthorized");
   });
 });
 
@@ -398,6 +464,7 @@ describe("os and arch aliases are normalised at ingest (contract/normalization.j
     const install = makeEvent().install_id;
     await postEvent(makeEvent({ install_id: install, arch: "amd64", os: "win32" }));
     await postEvent(makeEvent({ install_id: makeEvent().install_id, arch: "x86_64", os: "win32" }));
+    await runJobNow();
     const stats = (await (await get("/v1/stats")).json()) as { by: Record<string, Record<string, number>> };
     expect(stats.by.arch).toEqual({ x86_64: 2 });
   });

@@ -1,0 +1,364 @@
+// The hourly job: reads raw events once, an hour at a time in received_at order, into the
+// aggregates of migration 0003; closes each ISO week as the watermark passes it; refreshes the
+// /v1/stats snapshot; deletes raw rows and install ids past RETENTION_DAYS.
+//
+// Every step of a chunk is idempotent and the watermark moves in the chunk's last statement, so
+// a run that stops anywhere (or a chunk run twice) is repaired by the next run. Chunks never
+// cross a UTC midnight, so day and week boundaries fall between chunks.
+import { DAY, HOUR, dayNumber, dayString, isoWeek, mondayOf } from "./calendar";
+import { DIMENSIONS, type Dimension } from "./event";
+
+/** Events commit to D1 a little after their received_at: the job stays this far behind now. */
+export const SAFETY_MARGIN = 300;
+/** A run stops starting new chunks after this long; the next run goes on (D1: 30 s a query). */
+export const RUN_BUDGET_MS = 8_000;
+export const HOURLY_KEPT_DAYS = 32;
+const DELETE_SLICE = 10_000;
+const MASK_62 = "4611686018427387903"; // days_mask keeps 62 days; SQLite integers are signed 64-bit
+
+export type StatementCost = { sql: string; ms: number; rows_read: number; rows_written: number };
+
+export type JobReport = {
+  watermark: number | null;
+  caught_up: boolean;
+  chunks: number;
+  weeks_closed: string[];
+  events_deleted: number;
+  installs_deleted: number;
+  rows_read: number;
+  rows_written: number;
+  slowest: StatementCost | null;
+  ms: number;
+};
+
+type Meter = { report: JobReport; clock: () => number };
+
+async function run(db: D1Database, meter: Meter, statements: D1PreparedStatement[]): Promise<D1Result[]> {
+  if (statements.length === 0) return [];
+  const results = await db.batch(statements);
+  results.forEach((result, i) => {
+    const cost = {
+      sql: sqlOf(statements[i]),
+      ms: result.meta.duration ?? 0,
+      rows_read: result.meta.rows_read ?? 0,
+      rows_written: result.meta.rows_written ?? 0,
+    };
+    meter.report.rows_read += cost.rows_read;
+    meter.report.rows_written += cost.rows_written;
+    if (meter.report.slowest === null || cost.ms > meter.report.slowest.ms) meter.report.slowest = cost;
+  });
+  return results;
+}
+
+function sqlOf(statement: D1PreparedStatement | undefined): string {
+  const text = (statement as unknown as { statement?: string } | undefined)?.statement ?? "";
+  return text.replace(/\s+/g, " ").trim().slice(0, 80);
+}
+
+// -- the chunk: raw events [from, to) ---------------------------------------------------------
+
+/**
+ * Where the chunk starting at `from` ends: the next hour that has events, never past the next
+ * UTC midnight or `target`. Runs of empty hours are skipped in one step.
+ */
+export async function chunkEnd(db: D1Database, from: number, target: number): Promise<number> {
+  const limit = Math.min(target, (dayNumber(from) + 1) * DAY);
+  const row = await db
+    .prepare("SELECT MIN(received_at) AS next FROM events WHERE received_at >= ?1 AND received_at < ?2")
+    .bind(from, limit)
+    .first<{ next: number | null }>();
+  if (row?.next === null || row?.next === undefined) return limit;
+  const hour = Math.floor(row.next / HOUR) * HOUR;
+  return hour > from ? hour : Math.min(from + HOUR, limit);
+}
+
+/** The statements of one chunk, the watermark last. `from` and `to` are hour boundaries of one UTC day. */
+export function chunkStatements(db: D1Database, from: number, to: number): D1PreparedStatement[] {
+  const day = dayNumber(from);
+  const statements: D1PreparedStatement[] = [];
+  if (to - from <= HOUR) {
+    statements.push(
+      db
+        .prepare(
+          `INSERT INTO sessions_hourly (hour, sessions)
+           SELECT ?1, COUNT(*) FROM events WHERE received_at >= ?1 AND received_at < ?2
+           ON CONFLICT (hour) DO UPDATE SET sessions = excluded.sessions`,
+        )
+        .bind(from, to),
+      db
+        .prepare(
+          `INSERT INTO sessions_daily (day, sessions)
+           SELECT ?1, COALESCE(SUM(sessions), 0) FROM sessions_hourly WHERE hour >= ?2 AND hour < ?3
+           ON CONFLICT (day) DO UPDATE SET sessions = excluded.sessions`,
+        )
+        .bind(dayString(day), day * DAY, (day + 1) * DAY),
+      installsStatement(db, from, to, day),
+    );
+  }
+  if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
+    statements.push(...weekCloseStatements(db, dayNumber(to) - 7));
+  }
+  statements.push(
+    db
+      .prepare("INSERT INTO job_state (id, watermark) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET watermark = ?1")
+      .bind(to),
+  );
+  return statements;
+}
+
+/**
+ * Each install seen in the chunk, merged into its state. SET reads the row as it was, so the
+ * order of the assignments does not matter; applying the same chunk twice changes nothing.
+ */
+function installsStatement(db: D1Database, from: number, to: number, day: number): D1PreparedStatement {
+  const latest = DIMENSIONS.map(
+    (d) => `${d} = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.${d} ELSE installs.${d} END`,
+  ).join(",\n      ");
+  // One MAX() and bare columns: SQLite takes the dimensions from the row with the latest received_at.
+  return db
+    .prepare(
+      `INSERT INTO installs (install_id, first_day, last_seen, prev_day_last_seen, mask_day, days_mask, ${DIMENSIONS.join(", ")})
+       SELECT install_id, ?3, MAX(received_at), NULL, ?3, 1, ${DIMENSIONS.join(", ")}
+       FROM events WHERE received_at >= ?1 AND received_at < ?2 GROUP BY install_id
+       ON CONFLICT (install_id) DO UPDATE SET
+         prev_day_last_seen = CASE WHEN ?3 > installs.last_seen / ${DAY} THEN installs.last_seen
+                                   ELSE installs.prev_day_last_seen END,
+         days_mask = CASE WHEN ?3 >= installs.mask_day
+                          THEN ((installs.days_mask << (?3 - installs.mask_day)) | 1) & ${MASK_62}
+                          ELSE installs.days_mask | (1 << (installs.mask_day - ?3)) END,
+         mask_day = MAX(installs.mask_day, ?3),
+         ${latest},
+         last_seen = MAX(installs.last_seen, excluded.last_seen)`,
+    )
+    .bind(from, to, day);
+}
+
+// -- closing a week ---------------------------------------------------------------------------
+
+/** Seen on two or more UTC days in the 28 days ending on `lastDay` (an install active that week). */
+function returningSql(lastDay: string): string {
+  const kept = `((1 << (28 - (${lastDay} - mask_day))) - 1)`;
+  return `((days_mask & ${kept}) & ((days_mask & ${kept}) - 1)) <> 0`;
+}
+
+/** Seen on exactly one UTC day in the 14 days from its first day. */
+const ONE_SHOT_SQL = `(((days_mask >> MAX(0, mask_day - first_day - 13))
+    & ((1 << (mask_day - first_day - MAX(0, mask_day - first_day - 13) + 1)) - 1))
+  & (((days_mask >> MAX(0, mask_day - first_day - 13))
+    & ((1 << (mask_day - first_day - MAX(0, mask_day - first_day - 13) + 1)) - 1)) - 1)) = 0`;
+
+/**
+ * The week that starts on Monday `monday` has just closed: its row, its rows per dimension value,
+ * the cohorts it is week 1 to 8 of, and the one-shot installs of the week two before it, whose
+ * 14 days are now over. Run with the install states as of the week's end.
+ */
+export function weekCloseStatements(db: D1Database, monday: number): D1PreparedStatement[] {
+  const week = isoWeek(monday);
+  const start = monday * DAY;
+  const sunday = monday + 6;
+  const statements = [
+    db
+      .prepare(
+        `INSERT OR REPLACE INTO weekly
+           (week, start, sessions, installs_active, installs_returning, installs_new, installs_one_shot)
+         SELECT ?1, ?2,
+           (SELECT COALESCE(SUM(sessions + sessions_rolled_up), 0) FROM sessions_daily WHERE day >= ?2 AND day <= ?3),
+           COUNT(*),
+           COALESCE(SUM(${returningSql("?5")}), 0),
+           COALESCE(SUM(first_day >= ?6), 0),
+           NULL
+         FROM installs WHERE last_seen >= ?4`,
+      )
+      .bind(week, dayString(monday), dayString(sunday), start, sunday, monday),
+    db.prepare("DELETE FROM weekly_by WHERE week = ?1").bind(week),
+    ...DIMENSIONS.map((dimension: Dimension) =>
+      db
+        .prepare(
+          `INSERT INTO weekly_by (week, dimension, value, installs_active, installs_returning)
+           SELECT ?1, '${dimension}', ${dimension}, COUNT(*), SUM(${returningSql("?3")})
+           FROM installs WHERE last_seen >= ?2 GROUP BY ${dimension}`,
+        )
+        .bind(week, start, sunday),
+    ),
+    db
+      .prepare(
+        `UPDATE weekly SET installs_one_shot =
+           (SELECT COUNT(*) FROM installs WHERE first_day >= ?2 AND first_day < ?2 + 7 AND ${ONE_SHOT_SQL})
+         WHERE week = ?1`,
+      )
+      .bind(isoWeek(monday - 14), monday - 14),
+  ];
+  for (let later = 1; later <= 8; later++) {
+    const cohortMonday = monday - 7 * later;
+    statements.push(
+      db
+        .prepare(
+          `INSERT OR REPLACE INTO cohorts (week, weeks_later, installs_active)
+           SELECT ?1, ?2, n FROM
+             (SELECT COUNT(*) AS n FROM installs WHERE first_day >= ?3 AND first_day < ?3 + 7 AND last_seen >= ?4)
+           WHERE EXISTS (SELECT 1 FROM weekly WHERE week = ?1)`,
+        )
+        .bind(isoWeek(cohortMonday), later, cohortMonday, start),
+    );
+  }
+  return statements;
+}
+
+// -- the /v1/stats snapshot -----------------------------------------------------------------
+
+export type Windowed = { "1d": number; "7d": number; "30d": number };
+export type StatsFigures = {
+  installs: Windowed;
+  sessions: Windowed;
+  returning_installs_30d: number;
+  by: Record<Dimension, Record<string, number>>;
+};
+
+export function emptyFigures(): StatsFigures {
+  return {
+    installs: { "1d": 0, "7d": 0, "30d": 0 },
+    sessions: { "1d": 0, "7d": 0, "30d": 0 },
+    returning_installs_30d: 0,
+    by: { version: {}, python: {}, os: {}, arch: {}, adapter: {} },
+  };
+}
+
+type InstallGroup = Record<Dimension, string> & { d30: number; d7: number; d1: number; returning_30d: number };
+
+/** The figures of /v1/stats for the N x 24 h ending at `asOf`, from install states and hourly sessions. */
+async function computeFigures(db: D1Database, meter: Meter, asOf: number): Promise<StatsFigures> {
+  const since = (days: number) => asOf - days * DAY;
+  const [groups, sessions] = await run(db, meter, [
+    db
+      .prepare(
+        `SELECT ${DIMENSIONS.join(", ")}, COUNT(*) AS d30, SUM(last_seen >= ?2) AS d7, SUM(last_seen >= ?3) AS d1,
+                SUM(COALESCE(prev_day_last_seen, 0) >= ?1) AS returning_30d
+         FROM installs WHERE last_seen >= ?1 AND last_seen < ?4
+         GROUP BY ${DIMENSIONS.join(", ")}`,
+      )
+      .bind(since(30), since(7), since(1), asOf),
+    db
+      .prepare(
+        `SELECT COALESCE(SUM(sessions), 0) AS d30, COALESCE(SUM(CASE WHEN hour >= ?2 THEN sessions END), 0) AS d7,
+                COALESCE(SUM(CASE WHEN hour >= ?3 THEN sessions END), 0) AS d1
+         FROM sessions_hourly WHERE hour >= ?1 AND hour < ?4`,
+      )
+      .bind(since(30), since(7), since(1), asOf),
+  ]);
+  const figures = emptyFigures();
+  for (const group of (groups?.results ?? []) as InstallGroup[]) {
+    figures.installs["30d"] += group.d30;
+    figures.installs["7d"] += group.d7;
+    figures.installs["1d"] += group.d1;
+    figures.returning_installs_30d += group.returning_30d;
+    for (const dimension of DIMENSIONS) {
+      const counts = figures.by[dimension];
+      counts[group[dimension]] = (counts[group[dimension]] ?? 0) + group.d30;
+    }
+  }
+  for (const dimension of DIMENSIONS) figures.by[dimension] = sortedCounts(figures.by[dimension]);
+  const s = (sessions?.results[0] ?? {}) as Partial<InstallGroup>;
+  figures.sessions = { "1d": s.d1 ?? 0, "7d": s.d7 ?? 0, "30d": s.d30 ?? 0 };
+  return figures;
+}
+
+/** Largest first, then by value: the order a reader expects, kept by JSON objects with string keys. */
+function sortedCounts(counts: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts).sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+// -- retention ------------------------------------------------------------------------------
+
+/** Raw events and install ids older than `cutoff` go, a slice at a time, while the run has time. */
+async function deleteExpired(db: D1Database, meter: Meter, cutoff: number, deadline: number): Promise<void> {
+  for (;;) {
+    const oldest = await db.prepare("SELECT MIN(received_at) AS t FROM events").first<{ t: number | null }>();
+    if (oldest?.t === null || oldest?.t === undefined || oldest.t >= cutoff || meter.clock() > deadline) break;
+    const sliceEnd = Math.min(cutoff, Math.floor(oldest.t / HOUR) * HOUR + HOUR);
+    const [deleted] = await run(db, meter, [
+      db.prepare("DELETE FROM events WHERE received_at < ?1").bind(sliceEnd),
+    ]);
+    meter.report.events_deleted += deleted?.meta.changes ?? 0;
+  }
+  for (;;) {
+    const [deleted] = await run(db, meter, [
+      db
+        .prepare(
+          `DELETE FROM installs WHERE install_id IN
+             (SELECT install_id FROM installs WHERE last_seen < ?1 LIMIT ${DELETE_SLICE})`,
+        )
+        .bind(cutoff),
+    ]);
+    const changes = deleted?.meta.changes ?? 0;
+    meter.report.installs_deleted += changes;
+    if (changes < DELETE_SLICE || meter.clock() > deadline) break;
+  }
+}
+
+// -- the run --------------------------------------------------------------------------------
+
+export async function readWatermark(db: D1Database): Promise<number | null> {
+  const row = await db.prepare("SELECT watermark FROM job_state WHERE id = 1").first<{ watermark: number }>();
+  return row?.watermark ?? null;
+}
+
+/**
+ * One run of the job at time `now`: chunks until caught up to the last full hour before
+ * `now - SAFETY_MARGIN` or out of budget, then the snapshot as of the watermark, then retention.
+ */
+export async function runJob(
+  db: D1Database,
+  now: number,
+  retentionDays: number,
+  options: { budgetMs?: number; clock?: () => number } = {},
+): Promise<JobReport> {
+  const clock = options.clock ?? Date.now;
+  const began = clock();
+  const deadline = began + (options.budgetMs ?? RUN_BUDGET_MS);
+  const meter: Meter = {
+    clock,
+    report: {
+      watermark: null,
+      caught_up: false,
+      chunks: 0,
+      weeks_closed: [],
+      events_deleted: 0,
+      installs_deleted: 0,
+      rows_read: 0,
+      rows_written: 0,
+      slowest: null,
+      ms: 0,
+    },
+  };
+  const target = Math.floor((now - SAFETY_MARGIN) / HOUR) * HOUR;
+  let watermark = await readWatermark(db);
+  if (watermark === null) {
+    const oldest = await db.prepare("SELECT MIN(received_at) AS t FROM events").first<{ t: number | null }>();
+    watermark = oldest?.t == null ? target : Math.min(target, Math.floor(oldest.t / HOUR) * HOUR);
+  }
+  while (watermark < target && clock() < deadline) {
+    const to = await chunkEnd(db, watermark, target);
+    await run(db, meter, chunkStatements(db, watermark, to));
+    if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
+      meter.report.weeks_closed.push(isoWeek(dayNumber(to) - 7));
+    }
+    meter.report.chunks += 1;
+    watermark = to;
+  }
+  const figures = await computeFigures(db, meter, watermark);
+  await run(db, meter, [
+    db
+      .prepare("INSERT OR REPLACE INTO stats_snapshot (id, as_of, figures) VALUES (1, ?1, ?2)")
+      .bind(watermark, JSON.stringify(figures)),
+    db
+      .prepare("INSERT INTO job_state (id, watermark) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET watermark = ?1")
+      .bind(watermark),
+    db.prepare("DELETE FROM sessions_hourly WHERE hour < ?1").bind(watermark - HOURLY_KEPT_DAYS * DAY),
+  ]);
+  // Only what the aggregates already hold may go: nothing at or past the watermark.
+  await deleteExpired(db, meter, Math.min(now, watermark) - retentionDays * DAY, deadline);
+  meter.report.watermark = watermark;
+  meter.report.caught_up = watermark >= target;
+  meter.report.ms = clock() - began;
+  return meter.report;
+}
