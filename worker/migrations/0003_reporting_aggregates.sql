@@ -7,9 +7,12 @@
 -- How far the job has read: every event with received_at < watermark is in the aggregates.
 -- No row until the first run, which starts at the oldest raw event, so an upgraded deployment
 -- (or one whose aggregates were cleared to rebuild them) catches up by itself.
+-- started_at: where this build of the aggregates began. A week that began before it is partial:
+-- its rows are written only where none exist, so a rebuild never overwrites a week it cannot see whole.
 CREATE TABLE job_state (
-  id        INTEGER PRIMARY KEY CHECK (id = 1),
-  watermark INTEGER NOT NULL  -- epoch seconds, an hour boundary
+  id         INTEGER PRIMARY KEY CHECK (id = 1),
+  watermark  INTEGER NOT NULL,  -- epoch seconds, an hour boundary
+  started_at INTEGER NOT NULL
 );
 
 -- One row per install seen in the last RETENTION_DAYS (deleted after that long unseen).

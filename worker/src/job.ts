@@ -72,8 +72,11 @@ export async function chunkEnd(db: D1Database, from: number, target: number): Pr
   return hour > from ? hour : Math.min(from + HOUR, limit);
 }
 
-/** The statements of one chunk, the watermark last. `from` and `to` are hour boundaries of one UTC day. */
-export function chunkStatements(db: D1Database, from: number, to: number): D1PreparedStatement[] {
+/**
+ * The statements of one chunk, the watermark last. `from` and `to` are hour boundaries of one UTC
+ * day; `startedAt` is where this build of the aggregates began (job_state.started_at).
+ */
+export function chunkStatements(db: D1Database, from: number, to: number, startedAt: number): D1PreparedStatement[] {
   const day = dayNumber(from);
   const statements: D1PreparedStatement[] = [];
   if (to - from <= HOUR) {
@@ -87,23 +90,30 @@ export function chunkStatements(db: D1Database, from: number, to: number): D1Pre
         .bind(from, to),
       db
         .prepare(
+          // The day this build began in is partial: a rebuild never lowers what an earlier build counted.
           `INSERT INTO sessions_daily (day, sessions)
            SELECT ?1, COALESCE(SUM(sessions), 0) FROM sessions_hourly WHERE hour >= ?2 AND hour < ?3
-           ON CONFLICT (day) DO UPDATE SET sessions = excluded.sessions`,
+           ON CONFLICT (day) DO UPDATE SET sessions =
+             CASE WHEN ?4 > ?2 THEN MAX(sessions, excluded.sessions) ELSE excluded.sessions END`,
         )
-        .bind(dayString(day), day * DAY, (day + 1) * DAY),
+        .bind(dayString(day), day * DAY, (day + 1) * DAY, startedAt),
       installsStatement(db, from, to, day),
     );
   }
   if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
-    statements.push(...weekCloseStatements(db, dayNumber(to) - 7));
+    statements.push(...weekCloseStatements(db, dayNumber(to) - 7, startedAt));
   }
-  statements.push(
-    db
-      .prepare("INSERT INTO job_state (id, watermark) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET watermark = ?1")
-      .bind(to),
-  );
+  statements.push(watermarkStatement(db, to, startedAt));
   return statements;
+}
+
+function watermarkStatement(db: D1Database, watermark: number, startedAt: number): D1PreparedStatement {
+  return db
+    .prepare(
+      `INSERT INTO job_state (id, watermark, started_at) VALUES (1, ?1, ?2)
+       ON CONFLICT (id) DO UPDATE SET watermark = ?1`,
+    )
+    .bind(watermark, startedAt);
 }
 
 /**
@@ -150,16 +160,19 @@ const ONE_SHOT_SQL = `(((days_mask >> MAX(0, mask_day - first_day - 13))
 /**
  * The week that starts on Monday `monday` has just closed: its row, its rows per dimension value,
  * the cohorts it is week 1 to 8 of, and the one-shot installs of the week two before it, whose
- * 14 days are now over. Run with the install states as of the week's end.
+ * 14 days are now over. Run with the install states as of the week's end. A figure that reaches
+ * back before `startedAt` saw only part of its data: it is written only where none is stored.
  */
-export function weekCloseStatements(db: D1Database, monday: number): D1PreparedStatement[] {
+export function weekCloseStatements(db: D1Database, monday: number, startedAt: number): D1PreparedStatement[] {
   const week = isoWeek(monday);
   const start = monday * DAY;
   const sunday = monday + 6;
+  const whole = (firstDay: number) => (firstDay * DAY >= startedAt ? "REPLACE" : "IGNORE");
+  const weekIsWhole = start >= startedAt;
   const statements = [
     db
       .prepare(
-        `INSERT OR REPLACE INTO weekly
+        `INSERT OR ${whole(monday)} INTO weekly
            (week, start, sessions, installs_active, installs_returning, installs_new, installs_one_shot)
          SELECT ?1, ?2,
            (SELECT COALESCE(SUM(sessions + sessions_rolled_up), 0) FROM sessions_daily WHERE day >= ?2 AND day <= ?3),
@@ -170,11 +183,12 @@ export function weekCloseStatements(db: D1Database, monday: number): D1PreparedS
          FROM installs WHERE last_seen >= ?4`,
       )
       .bind(week, dayString(monday), dayString(sunday), start, sunday, monday),
-    db.prepare("DELETE FROM weekly_by WHERE week = ?1").bind(week),
+    // A partial week keeps the rows per value it has, if any; a whole one replaces them.
+    db.prepare(`DELETE FROM weekly_by WHERE week = ?1 AND ${weekIsWhole ? "1" : "0"}`).bind(week),
     ...DIMENSIONS.map((dimension: Dimension) =>
       db
         .prepare(
-          `INSERT INTO weekly_by (week, dimension, value, installs_active, installs_returning)
+          `INSERT OR IGNORE INTO weekly_by (week, dimension, value, installs_active, installs_returning)
            SELECT ?1, '${dimension}', ${dimension}, COUNT(*), SUM(${returningSql("?3")})
            FROM installs WHERE last_seen >= ?2 GROUP BY ${dimension}`,
         )
@@ -184,16 +198,16 @@ export function weekCloseStatements(db: D1Database, monday: number): D1PreparedS
       .prepare(
         `UPDATE weekly SET installs_one_shot =
            (SELECT COUNT(*) FROM installs WHERE first_day >= ?2 AND first_day < ?2 + 7 AND ${ONE_SHOT_SQL})
-         WHERE week = ?1`,
+         WHERE week = ?1 AND (?3 OR installs_one_shot IS NULL)`,
       )
-      .bind(isoWeek(monday - 14), monday - 14),
+      .bind(isoWeek(monday - 14), monday - 14, (monday - 14) * DAY >= startedAt ? 1 : 0),
   ];
   for (let later = 1; later <= 8; later++) {
     const cohortMonday = monday - 7 * later;
     statements.push(
       db
         .prepare(
-          `INSERT OR REPLACE INTO cohorts (week, weeks_later, installs_active)
+          `INSERT OR ${whole(cohortMonday)} INTO cohorts (week, weeks_later, installs_active)
            SELECT ?1, ?2, n FROM
              (SELECT COUNT(*) AS n FROM installs WHERE first_day >= ?3 AND first_day < ?3 + 7 AND last_seen >= ?4)
            WHERE EXISTS (SELECT 1 FROM weekly WHERE week = ?1)`,
@@ -297,9 +311,12 @@ async function deleteExpired(db: D1Database, meter: Meter, cutoff: number, deadl
 
 // -- the run --------------------------------------------------------------------------------
 
+export async function readJobState(db: D1Database): Promise<{ watermark: number; started_at: number } | null> {
+  return db.prepare("SELECT watermark, started_at FROM job_state WHERE id = 1").first();
+}
+
 export async function readWatermark(db: D1Database): Promise<number | null> {
-  const row = await db.prepare("SELECT watermark FROM job_state WHERE id = 1").first<{ watermark: number }>();
-  return row?.watermark ?? null;
+  return (await readJobState(db))?.watermark ?? null;
 }
 
 /**
@@ -331,14 +348,16 @@ export async function runJob(
     },
   };
   const target = Math.floor((now - SAFETY_MARGIN) / HOUR) * HOUR;
-  let watermark = await readWatermark(db);
+  const state = await readJobState(db);
+  let watermark = state?.watermark ?? null;
   if (watermark === null) {
     const oldest = await db.prepare("SELECT MIN(received_at) AS t FROM events").first<{ t: number | null }>();
     watermark = oldest?.t == null ? target : Math.min(target, Math.floor(oldest.t / HOUR) * HOUR);
   }
+  const startedAt = state?.started_at ?? watermark;
   while (watermark < target && clock() < deadline) {
     const to = await chunkEnd(db, watermark, target);
-    await run(db, meter, chunkStatements(db, watermark, to));
+    await run(db, meter, chunkStatements(db, watermark, to, startedAt));
     if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
       meter.report.weeks_closed.push(isoWeek(dayNumber(to) - 7));
     }
@@ -350,9 +369,7 @@ export async function runJob(
     db
       .prepare("INSERT OR REPLACE INTO stats_snapshot (id, as_of, figures) VALUES (1, ?1, ?2)")
       .bind(watermark, JSON.stringify(figures)),
-    db
-      .prepare("INSERT INTO job_state (id, watermark) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET watermark = ?1")
-      .bind(watermark),
+    watermarkStatement(db, watermark, startedAt),
     db.prepare("DELETE FROM sessions_hourly WHERE hour < ?1").bind(watermark - HOURLY_KEPT_DAYS * DAY),
   ]);
   // Only what the aggregates already hold may go: nothing at or past the watermark.

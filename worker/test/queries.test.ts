@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import normalization from "../../contract/normalization.json";
 import { DAY, HOUR } from "../src/calendar";
 import worker from "../src/index";
-import { SAFETY_MARGIN, chunkEnd, chunkStatements, readWatermark, runJob } from "../src/job";
+import { SAFETY_MARGIN, chunkEnd, chunkStatements, readJobState, readWatermark, runJob } from "../src/job";
 import {
   getCohorts,
   getDailySessions,
@@ -329,10 +329,11 @@ describe("weekly figures on a hand-built data set", () => {
   it("a chunk applied twice changes nothing", async () => {
     await seedWeekly();
     await jobUntilCaughtUp(jobTimeFor(at("2026-12-10", 16)));
-    const watermark = (await readWatermark(env.DB)) ?? 0;
+    const state = await readJobState(env.DB);
+    const watermark = state?.watermark ?? 0;
     const before = await snapshot(AGGREGATES);
     // the hour that just went in (P's upgrade at 15:17) once more, with its watermark
-    await env.DB.batch(chunkStatements(env.DB, watermark - HOUR, watermark));
+    await env.DB.batch(chunkStatements(env.DB, watermark - HOUR, watermark, state?.started_at ?? 0));
     expect(await snapshot(AGGREGATES)).toBe(before);
   });
 
@@ -342,20 +343,40 @@ describe("weekly figures on a hand-built data set", () => {
     await jobUntilCaughtUp(THROUGH_W05);
     const expected = await snapshot(AGGREGATES);
     const from = at("2026-12-13", 23);
-    const statements = chunkStatements(env.DB, from, from + HOUR);
+    const startedAt = (await readJobState(env.DB))?.started_at ?? 0;
+    const statements = chunkStatements(env.DB, from, from + HOUR, startedAt);
     expect(statements.length).toBeGreaterThan(15);
     for (let stop = 1; stop < statements.length; stop++) {
       await env.DB.batch(AGGREGATES.map((table) => env.DB.prepare(`DELETE FROM ${table}`)));
       await jobUntilCaughtUp(jobTimeFor(from));
       expect(await readWatermark(env.DB)).toBe(from);
       expect(await chunkEnd(env.DB, from, from + HOUR)).toBe(from + HOUR);
-      for (const statement of chunkStatements(env.DB, from, from + HOUR).slice(0, stop)) {
+      for (const statement of chunkStatements(env.DB, from, from + HOUR, startedAt).slice(0, stop)) {
         await statement.run(); // one at a time, no transaction: the worst a crash can leave
       }
       await jobUntilCaughtUp(THROUGH_W05);
       expect(await snapshot(AGGREGATES), `stopped after statement ${stop}`).toBe(expected);
     }
   }, 120_000);
+
+  it("rebuilds from the raw rows it still has, never overwriting a week or day it cannot see whole", async () => {
+    await seedWeekly();
+    await jobUntilCaughtUp(THROUGH_W05);
+    const weekly = (await getWeekly(env.DB, 520)).weeks;
+    const cohorts = (await getCohorts(env.DB, 104)).cohorts;
+    const daily = (await getDailySessions(env.DB, 120)).days;
+    // Retention took everything before Thursday 2026-12-10 10:00; then a fix calls for a rebuild:
+    // worker/README.md's recipe clears the job's state, the install states and the hourly counts.
+    await env.DB.prepare("DELETE FROM events WHERE received_at < ?1").bind(at("2026-12-10", 10)).run();
+    await env.DB.batch(
+      ["job_state", "installs", "sessions_hourly"].map((table) => env.DB.prepare(`DELETE FROM ${table}`)),
+    );
+    await jobUntilCaughtUp(THROUGH_W05);
+    expect((await readJobState(env.DB))?.started_at).toBe(at("2026-12-10", 15));
+    expect((await getWeekly(env.DB, 520)).weeks).toEqual(weekly);
+    expect((await getCohorts(env.DB, 104)).cohorts).toEqual(cohorts);
+    expect((await getDailySessions(env.DB, 120)).days).toEqual(daily);
+  });
 
   it("a deployment upgraded from raw events alone catches up in runs within the budget", async () => {
     await seedWeekly();
