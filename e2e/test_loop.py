@@ -58,6 +58,7 @@ def test_first_session_second_session_and_reset(collector: LocalCollector, tmp_p
     assert third.stderr.count(DISCLOSURE) == 1
     assert wait_stored(collector, str(third.session_id))["install_id"] != row["install_id"]
 
+    collector.run_job(rebuild=True)
     stats = collector.stats()
     assert stats["sessions"]["1d"] >= 3  # type: ignore[index]
 
@@ -197,6 +198,7 @@ def test_collector_stopped_midway(tmp_path: Path) -> None:
 def test_stats_through_http(collector: LocalCollector, tmp_path: Path) -> None:
     run = run_session(tmp_path / "state", collector.events_url)
     wait_stored(collector, str(run.session_id))
+    collector.run_job(rebuild=True)
     stats = collector.stats()
     assert stats["installs"]["30d"] >= 1  # type: ignore[index]
     assert stats["by"]["version"]["0.4.0"] >= 1  # type: ignore[index]
@@ -206,17 +208,34 @@ def test_stats_through_http(collector: LocalCollector, tmp_path: Path) -> None:
     error.value.close()
 
 
-def test_retention_job_through_wrangler_dev(collector: LocalCollector) -> None:
-    old_session = str(uuid.uuid4())
-    old_day = int(time.time()) - 100 * 86400
+def test_the_hourly_job_through_wrangler_dev(collector: LocalCollector, tmp_path: Path) -> None:
+    """The cron's handler: weeks of events (one 100 days old) become weekly figures and cohorts;
+    the old raw row goes once it is counted; every reporting GET answers as of the run."""
+    now = int(time.time())
+    person, old_session = str(uuid.uuid4()), str(uuid.uuid4())
+    rows = [(old_session, str(uuid.uuid4()), now - 100 * 86400)]
+    rows += [(str(uuid.uuid4()), person, now - days * 86400) for days in (20, 19, 12, 5)]
     collector.query(
-        f"INSERT INTO events VALUES ('{old_session}', '{uuid.uuid4()}', '0.0.1', '3.10', 'linux', 'x86_64', "
-        f"'e2e_retention', 1745891234, {old_day})"
+        "INSERT INTO events VALUES "
+        + ", ".join(
+            f"('{sid}', '{iid}', '0.0.1', '3.10', 'linux', 'x86_64', 'e2e_job', 1745891234, {received})"
+            for sid, iid, received in rows
+        )
     )
-    with urllib.request.urlopen(f"{collector.base_url}/cdn-cgi/handler/scheduled", timeout=30) as response:
-        assert response.status == 200
-    assert stored(collector, f"session_id = '{old_session}'") == []
-    rolled = collector.query("SELECT * FROM daily_counts WHERE adapter = 'e2e_retention'")
-    assert [(r["version"], r["sessions"]) for r in rolled] == [("0.0.1", 1)]
-    daily = collector.get_json("/v1/stats/daily?days=120")["days"]
-    assert sum(d["sessions"] for d in daily if d["day"] == rolled[0]["day"]) >= 1  # type: ignore[union-attr,index]
+    report = collector.run_job(rebuild=True)
+    assert report["caught_up"] is True and report["events_deleted"] >= 1
+    assert stored(collector, f"session_id = '{old_session}'") == []  # past RETENTION_DAYS, once counted
+    assert len(stored(collector, f"install_id = '{person}'")) == 4
+    daily = collector.get_json("/v1/stats/daily?days=120")
+    assert sum(d["sessions"] for d in daily["days"]) >= 5  # type: ignore[index,misc]
+    weekly = collector.get_json("/v1/stats/weekly?weeks=20")
+    assert weekly["as_of"] == collector.stats()["as_of"]
+    assert sum(w["by"]["adapter"].get("e2e_job", {}).get("active", 0) for w in weekly["weeks"]) >= 3  # type: ignore[index,union-attr,attr-defined]
+    cohorts = collector.get_json("/v1/stats/cohorts?weeks=20")["cohorts"]
+    assert any(c["new"] >= 1 and (c["active_after"][0] or 0) + (c["active_after"][1] or 0) >= 1 for c in cohorts)  # type: ignore[index,union-attr,operator]
+    request = urllib.request.Request(
+        f"{collector.base_url}/v1/stats/weekly?format=csv", headers={"Authorization": f"Bearer {collector.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+        assert response.read().decode().startswith("week,start,dimension,value,")

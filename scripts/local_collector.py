@@ -199,5 +199,41 @@ class LocalCollector:
     def stats(self) -> dict[str, object]:
         return self.get_json("/v1/stats")
 
+    # worker/README.md, "Rebuilding the aggregates": the job then starts again from the oldest raw event.
+    REBUILD_SQL = "DELETE FROM job_state; DELETE FROM installs; DELETE FROM sessions_hourly;"
+
+    def run_job(self, *, at: float | None = None, rebuild: bool = False, runs: int = 20) -> dict[str, object]:
+        """Run the hourly job through wrangler dev's scheduled handler, as the cron would at *at*,
+        until it has caught up; returns the job's last report, read from the log.
+
+        By default the cron's time is an hour from now, so that every event received so far is
+        counted; the watermark then stands in the future, so a later call passes *rebuild* to
+        count what arrived since (the README's rebuild, from the raw events)."""
+        if rebuild:
+            self.query(self.REBUILD_SQL)
+        when = time.time() + 3600 + 360 if at is None else at
+        report: dict[str, object] = {}
+        for _ in range(runs):
+            marker = self.log_path.stat().st_size if self.log_path.exists() else 0
+            url = f"{self.base_url}/cdn-cgi/handler/scheduled?cron=7+*+*+*+*&time={int(when * 1000)}"
+            with urllib.request.urlopen(url, timeout=120) as response:
+                response.read()
+            report = self._last_job_report(marker)
+            if report.get("caught_up"):
+                return report
+        raise RuntimeError(f"the job did not catch up in {runs} runs: {report}")
+
+    def _last_job_report(self, offset: int, timeout: float = 30) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                lines = [line for line in log.read().decode("utf-8", "replace").splitlines() if "job: {" in line]
+            if lines:
+                return dict(json.loads(lines[-1].split("job: ", 1)[1]))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no job report in {self.log_path}")
+            time.sleep(0.1)
+
 
 __all__ = ["ROOT", "WORKER_DIR", "LocalCollector", "check_node", "ensure_npm_ci", "free_port", "offline_env"]

@@ -73,6 +73,7 @@ def test_released_sdk_posting_to_event_with_raw_arch_is_stored_and_counted(
     collector: LocalCollector, tmp_path: Path
 ) -> None:
     """The unmodified file of agentsonar 0.7.0: raw platform.machine().lower(), POST /event."""
+    collector.run_job(rebuild=True)
     before = collector.stats()["by"]["arch"]  # type: ignore[index]
     host = run_host(
         tmp_path / "home",
@@ -85,6 +86,7 @@ def test_released_sdk_posting_to_event_with_raw_arch_is_stored_and_counted(
     assert state is not None and "AgentSonar 0.7.0" in host.stderr  # the released file's own disclosure
     [row] = rows_of(collector, state["install_id"])
     assert (row["version"], row["adapter"], row["arch"], row["os"]) == ("0.7.0", "custom_python", "arm64", "linux")
+    collector.run_job(rebuild=True)
     after = collector.stats()["by"]["arch"]  # type: ignore[index]
     assert after.get("arm64", 0) == before.get("arm64", 0) + 1  # type: ignore[union-attr]
     assert "aarch64" not in after
