@@ -214,14 +214,18 @@ class LocalCollector:
         when = time.time() + 3600 + 360 if at is None else at
         report: dict[str, object] = {}
         for _ in range(runs):
-            marker = self.log_path.stat().st_size if self.log_path.exists() else 0
-            url = f"{self.base_url}/cdn-cgi/handler/scheduled?cron=7+*+*+*+*&time={int(when * 1000)}"
-            with urllib.request.urlopen(url, timeout=120) as response:
-                response.read()
-            report = self._last_job_report(marker)
+            report = self.run_job_once(when)
             if report.get("caught_up"):
                 return report
         raise RuntimeError(f"the job did not catch up in {runs} runs: {report}")
+
+    def run_job_once(self, at: float) -> dict[str, object]:
+        """One run of the job, as the cron at *at* would start it; its report, read from the log."""
+        marker = self.log_path.stat().st_size if self.log_path.exists() else 0
+        url = f"{self.base_url}/cdn-cgi/handler/scheduled?cron=7+*+*+*+*&time={int(at * 1000)}"
+        with urllib.request.urlopen(url, timeout=120) as response:
+            response.read()
+        return self._last_job_report(marker)
 
     def _last_job_report(self, offset: int, timeout: float = 30) -> dict[str, object]:
         deadline = time.monotonic() + timeout
