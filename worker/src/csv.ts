@@ -1,5 +1,6 @@
 // ?format=csv: the same figures as the JSON answers, one header row, RFC 4180 quoting.
 import { DIMENSIONS } from "./event";
+import type { PublicWeek } from "./public";
 import type { Cohort, Week } from "./queries";
 
 type Cell = string | number | null;
@@ -57,4 +58,20 @@ export function weeklyCsv(weeks: Week[]): string {
 export function cohortsCsv(cohorts: Cohort[]): string {
   const later = Array.from({ length: 8 }, (_, k) => `active_after_${k + 1}`);
   return toCsv(["week", "new", ...later], cohorts.map((c) => [c.week, c.new, ...c.active_after]));
+}
+
+/** The public figures: totals per week (`dimension` = `all`), then the cells of each dimension shown. */
+export function publicCsv(weeks: PublicWeek[]): string {
+  const rows: Cell[][] = [];
+  for (const w of weeks) {
+    rows.push([w.week, w.start, "all", "active", w.installs.active]);
+    rows.push([w.week, w.start, "all", "returning", w.installs.returning]);
+    rows.push([w.week, w.start, "all", "new", w.installs.new]);
+    for (const dimension of DIMENSIONS) {
+      for (const [value, cell] of Object.entries(w.by[dimension] ?? {})) {
+        rows.push([w.week, w.start, dimension, value, cell]);
+      }
+    }
+  }
+  return toCsv(["week", "start", "dimension", "value", "installs"], rows);
 }

@@ -4,8 +4,10 @@ declare namespace Cloudflare {
     DB: D1Database;
     /** Bearer token for GET /v1/stats*: a Worker secret. Unset means no one may read stats. */
     STATS_TOKEN?: string;
-    /** Days raw events are kept before the daily job rolls them up; an integer >= 31. */
+    /** Days raw events and install ids are kept; an integer >= 31. */
     RETENTION_DAYS?: string;
+    /** "on": serve GET /public and /v1/public to anyone; anything else: 404. */
+    PUBLIC_DASHBOARD?: string;
   }
 }
 

@@ -1,10 +1,12 @@
 // The AgentSonar telemetry collector. Routes validate, then call one query function each.
 import { isAuthorized } from "./auth";
 import { isoSeconds } from "./calendar";
-import { cohortsCsv, dailyCsv, statsCsv, weeklyCsv } from "./csv";
+import { cohortsCsv, dailyCsv, publicCsv, statsCsv, weeklyCsv } from "./csv";
 import { MAX_BODY_BYTES, validateEvent } from "./event";
 import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
+import { page, script, stylesheet } from "./dashboard/page";
 import { runJob } from "./job";
+import { publicWeek } from "./public";
 import {
   MAX_COHORT_WEEKS,
   MAX_DAILY_DAYS,
@@ -27,6 +29,11 @@ const ROUTES: Record<string, Route> = {
   "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
   "/v1/stats/weekly": { methods: ["GET"], handle: withStatsAuth(getWeeklyRoute) },
   "/v1/stats/cohorts": { methods: ["GET"], handle: withStatsAuth(getCohortsRoute) },
+  "/v1/public": { methods: ["GET"], handle: whenPublic(getPublicRoute) },
+  "/dashboard": { methods: ["GET"], handle: async () => page("private") },
+  "/dashboard.js": { methods: ["GET"], handle: async () => script() },
+  "/dashboard.css": { methods: ["GET"], handle: async () => stylesheet() },
+  "/public": { methods: ["GET"], handle: whenPublic(async () => page("public")) },
   "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
 };
 
@@ -135,6 +142,25 @@ async function getCohortsRoute(_request: Request, env: Env, url: URL): Promise<R
   const result = await getCohorts(env.DB, weeks.value);
   if (format.value === "csv") return metered(csv(cohortsCsv(result.cohorts), "cohorts.csv"), result.rows_read);
   return metered(json({ as_of: asOfString(result.as_of), cohorts: result.cohorts }), result.rows_read);
+}
+
+/** The public page and its JSON exist only when PUBLIC_DASHBOARD is "on"; otherwise they are unknown paths. */
+function whenPublic(handle: Route["handle"]): Route["handle"] {
+  return async (request, env, url) => {
+    if (env.PUBLIC_DASHBOARD?.trim().toLowerCase() !== "on") return errorResponse(404, "not_found", "no such endpoint");
+    return handle(request, env, url);
+  };
+}
+
+async function getPublicRoute(_request: Request, env: Env, url: URL): Promise<Response> {
+  const weeks = integerParam(url, "weeks", 26, MAX_COHORT_WEEKS);
+  if (!weeks.ok) return weeks.response;
+  const format = formatParam(url);
+  if (!format.ok) return format.response;
+  const weekly = await getWeekly(env.DB, weeks.value);
+  const answer = { as_of: asOfString(weekly.as_of), weeks: weekly.weeks.map(publicWeek) };
+  if (format.value === "csv") return metered(csv(publicCsv(answer.weeks), "public.csv"), weekly.rows_read);
+  return metered(json(answer, 200, { "Cache-Control": "public, max-age=300" }), weekly.rows_read);
 }
 
 /** The hourly job; a RETENTION_DAYS that is not an integer of at least 31 changes nothing. */

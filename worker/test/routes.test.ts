@@ -475,3 +475,39 @@ describe("os and arch aliases are normalised at ingest (contract/normalization.j
     expect(await rowCount()).toBe(0);
   });
 });
+
+describe("the dashboard and the public page", () => {
+  it("/dashboard is one HTML page with a strict CSP, its script and stylesheet from this origin", async () => {
+    const response = await exports.default.fetch(`${BASE}/dashboard`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("Content-Type")).toBe("text/html; charset=utf-8");
+    const csp = response.headers.get("Content-Security-Policy") ?? "";
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).not.toContain("unsafe-inline");
+    expect(csp).toContain("frame-ancestors 'none'");
+    const html = await response.text();
+    expect(html).not.toMatch(/<script>|<style>| style=|https?:\/\/(?!www\.w3\.org)/);
+    for (const [path, type] of [
+      ["/dashboard.js", "text/javascript; charset=utf-8"],
+      ["/dashboard.css", "text/css; charset=utf-8"],
+    ]) {
+      const asset = await exports.default.fetch(`${BASE}${path}`);
+      expect(asset.headers.get("Content-Type")).toBe(type);
+      expect(await asset.text()).not.toMatch(/https?:\/\/(?!www\.w3\.org)/); // nothing from elsewhere
+    }
+  });
+
+  it("/public and /v1/public are unknown paths unless PUBLIC_DASHBOARD is on", async () => {
+    for (const value of [undefined, "off", "", "yes"]) {
+      const off = { ...env, PUBLIC_DASHBOARD: value } as Env;
+      for (const path of ["/public", "/v1/public"]) {
+        await expectError(await fetchWithEnv(new Request(`${BASE}${path}`), off), 404, "not_found");
+      }
+    }
+    const on = { ...env, PUBLIC_DASHBOARD: "on" } as Env;
+    expect((await fetchWithEnv(new Request(`${BASE}/public`), on)).status).toBe(200);
+    const answer = await fetchWithEnv(new Request(`${BASE}/v1/public`), on);
+    expect(answer.status).toBe(200);
+    expect(await answer.json()).toEqual({ as_of: null, weeks: [] });
+  });
+});
