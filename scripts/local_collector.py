@@ -74,10 +74,12 @@ class LocalCollector:
         lifetime: int = 1800,
         log_path: Path | None = None,
         persist_dir: Path | None = None,
+        variables: dict[str, str] | None = None,
     ) -> None:
         self.worker_dir = worker_dir
         self.config = config
         self.token = token
+        self.variables = {"STATS_TOKEN": token, **(variables or {})}
         self.lifetime = lifetime
         self.workdir = Path(tempfile.mkdtemp(prefix="agentsonar-collector-"))
         self.persist_dir = persist_dir or self.workdir / "state"
@@ -118,8 +120,7 @@ class LocalCollector:
                 str(free_port()),
                 "--persist-to",
                 str(self.persist_dir),
-                "--var",
-                f"STATS_TOKEN:{self.token}",
+                *(arg for name, value in self.variables.items() for arg in ("--var", f"{name}:{value}")),
                 "--show-interactive-dev-session=false",
             ),
         ]

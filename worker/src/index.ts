@@ -4,7 +4,7 @@ import { isoSeconds } from "./calendar";
 import { cohortsCsv, dailyCsv, publicCsv, statsCsv, weeklyCsv } from "./csv";
 import { MAX_BODY_BYTES, validateEvent } from "./event";
 import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
-import { page, script, stylesheet } from "./dashboard/page";
+import { icon, page, script, stylesheet } from "./dashboard/page";
 import { runJob } from "./job";
 import { publicWeek } from "./public";
 import {
@@ -33,6 +33,7 @@ const ROUTES: Record<string, Route> = {
   "/dashboard": { methods: ["GET"], handle: async () => page("private") },
   "/dashboard.js": { methods: ["GET"], handle: async () => script() },
   "/dashboard.css": { methods: ["GET"], handle: async () => stylesheet() },
+  "/favicon.svg": { methods: ["GET"], handle: async () => icon() },
   "/public": { methods: ["GET"], handle: whenPublic(async () => page("public")) },
   "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
 };

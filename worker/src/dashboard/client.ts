@@ -94,7 +94,9 @@ export const CLIENT_JS = String.raw`(function () {
   // Stacked weekly bars; percent: each bar is 100% of its total. line: a second series on its own axis.
   function stackedBars(title, labels, series, options) {
     options = options || {};
-    var W = 640, H = 240, L = 46, R = options.line ? 46 : 10, T = 10, B = 30;
+    // A narrower drawing on a phone keeps the 11px labels readable once scaled to the screen.
+    var W = window.innerWidth < 600 ? 360 : 640, H = window.innerWidth < 600 ? 220 : 240;
+    var L = 40, R = options.line ? 40 : 8, T = 10, B = 30;
     var pw = W - L - R, ph = H - T - B, n = labels.length;
     var totals = labels.map(function (_, i) { return sum(series.map(function (x) { return x.values[i] || 0; })); });
     var max = options.percent ? 1 : niceMax(Math.max.apply(null, totals.concat([0])));
@@ -106,7 +108,7 @@ export const CLIENT_JS = String.raw`(function () {
       chart.appendChild(s("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, [tick]));
     }
     var band = pw / Math.max(n, 1), barWidth = Math.max(2, band * 0.72);
-    var every = Math.max(1, Math.ceil(n / Math.floor(pw / 46)));
+    var every = Math.max(1, Math.ceil(n / Math.floor(pw / 40)));
     labels.forEach(function (label, i) {
       var x = L + band * i + (band - barWidth) / 2, base = T + ph;
       series.forEach(function (one) {
@@ -179,7 +181,7 @@ export const CLIENT_JS = String.raw`(function () {
       var cells = pick(w) || {};
       Object.keys(cells).forEach(function (v) { totals[v] = (totals[v] || 0) + num(cells[v]); });
     });
-    var names = Object.keys(totals).filter(function (v) { return v !== "other"; });
+    var names = Object.keys(totals).filter(function (v) { return v !== "other" && totals[v] > 0; });
     names.sort(function (a, b) { return num((pick(latest) || {})[b]) - num((pick(latest) || {})[a]) || totals[b] - totals[a] || (a < b ? -1 : 1); });
     var shown = names.slice(0, top);
     var series = shown.map(function (v, i) {
@@ -204,10 +206,16 @@ export const CLIENT_JS = String.raw`(function () {
     var lead = series.slice().sort(function (a, b) { return b.values[b.values.length - 1] - a.values[a.values.length - 1]; })[0];
     var summary = options.summary ? options.summary(series, latest, latestTotal)
       : lead.name + " leads with " + pct(lead.values[lead.values.length - 1] / latestTotal) + " of " + options.noun + " in " + latest.week + ".";
+    // Columns: the series drawn, then any value shown only as "<10" or folded (the public page).
+    var columns = series.map(function (x) { return x.name; });
+    weeks.forEach(function (w) {
+      Object.keys(pick(w) || {}).forEach(function (v) { if (columns.indexOf(v) < 0) columns.push(v); });
+    });
     var rows = weeks.map(function (w, i) {
-      return [w.week].concat(series.map(function (x) {
-        var cell = (pick(w) || {})[x.name];
-        return options.cellText && cell !== undefined && typeof cell !== "number" ? options.cellText(cell) : x.values[i];
+      return [w.week].concat(columns.map(function (name, k) {
+        var cell = (pick(w) || {})[name];
+        if (options.cellText && cell !== undefined && typeof cell !== "number") return options.cellText(cell);
+        return k < series.length ? series[k].values[i] : cell === undefined ? "–" : cell;
       }));
     });
     return [
@@ -215,7 +223,7 @@ export const CLIENT_JS = String.raw`(function () {
       stackedBars(options.title, labels, series, { percent: true }),
       legend(series),
       options.note ? h("p", { class: "note" }, [options.note]) : null,
-      tools(numbersTable(["week"].concat(series.map(function (x) { return x.name; })), rows), options.csv, options.csvName),
+      tools(numbersTable(["week"].concat(columns), rows), options.csv, options.csvName),
     ].filter(Boolean);
   }
 

@@ -67,6 +67,7 @@ active installs shows no breakdown. <a href="https://www.agent-sonar.com/telemet
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${mode === "private" ? "AgentSonar telemetry" : "AgentSonar usage, in public"}</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/dashboard.css">
 <script src="/dashboard.js" defer></script>
 </head>
@@ -91,6 +92,15 @@ ${sections}
 
 export function script(): Response {
   return new Response(CLIENT_JS, { headers: { "Content-Type": "text/javascript; charset=utf-8", ...PAGE_HEADERS } });
+}
+
+// A sonar ping: the page's icon, from this origin (so the browser asks nowhere else, not even /favicon.ico).
+const ICON_SVG =
+  '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="14" fill="#2456c9"/>' +
+  '<circle cx="16" cy="16" r="8" fill="none" stroke="#fff" stroke-width="2.5"/><circle cx="16" cy="16" r="3" fill="#fff"/></svg>';
+
+export function icon(): Response {
+  return new Response(ICON_SVG, { headers: { "Content-Type": "image/svg+xml", ...PAGE_HEADERS } });
 }
 
 export function stylesheet(): Response {

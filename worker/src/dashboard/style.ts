@@ -7,6 +7,7 @@ export const STYLE_CSS = `
   color: var(--ink); background: var(--bg);
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; }
 header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0.25rem 1rem; padding: 1rem 1.25rem 0.5rem; }
 h1 { font-size: 1.35rem; margin: 0; }
@@ -16,6 +17,7 @@ main { padding: 0 1.25rem 2rem; max-width: 1180px; }
 #sections { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 520px), 1fr)); gap: 1rem; }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 0.9rem 1rem 1rem; min-width: 0; }
 h2 { font-size: 1.05rem; margin: 0 0 0.35rem; }
+h3 { font-size: 0.95rem; margin: 0.2rem 0 0.3rem; }
 .summary { margin: 0 0 0.6rem; font-size: 0.95rem; }
 .empty { color: var(--muted); font-style: italic; }
 svg.chart { width: 100%; height: auto; display: block; overflow: visible; }
@@ -48,7 +50,7 @@ form#login input { font: inherit; padding: 0.4rem 0.5rem; border: 1px solid var(
 #login-error { color: #b3261e; margin: 0; min-height: 1.2em; }
 #status { color: var(--muted); min-height: 1.2em; }
 #status.error { color: #b3261e; }
-.cohort td.cell { min-width: 3.2rem; }
+.cohort td.cell { min-width: 2.8rem; padding: 0.25rem 0.35rem; }
 .heat0 { background: #f3f5f9; } .heat1 { background: #dce6fa; } .heat2 { background: #b9ccf4; }
 .heat3 { background: #8eaaea; } .heat4 { background: #5f86dd; color: #fff; } .heat5 { background: #2456c9; color: #fff; }
 .note { color: var(--muted); font-size: 0.8rem; margin: 0.4rem 0 0; }
