@@ -280,10 +280,13 @@ export const CLIENT_JS = String.raw`(function () {
         if (!versions.length) return "No Python version stands out of “other” yet.";
         var oldest = series.filter(function (x) { return x.name === versions[0]; })[0];
         var now = oldest.values[oldest.values.length - 1] / total;
-        var first = oldest.values.findIndex(function (v, i) { return sum(series.map(function (x) { return x.values[i]; })) > 0; });
-        var firstTotal = sum(series.map(function (x) { return x.values[first]; }));
-        return "Python " + oldest.name + ", the oldest in use, is " + pct(now) + " of returning installs in " + latest.week
-          + " (" + pct(oldest.values[first] / firstTotal) + " in " + labels[first] + ").";
+        var shares = oldest.values.map(function (v, i) {
+          var weekTotal = sum(series.map(function (x) { return x.values[i]; }));
+          return weekTotal ? v / weekTotal : 0;
+        });
+        var peak = shares.indexOf(Math.max.apply(null, shares));
+        return "Python " + oldest.name + ", the oldest seen, is " + pct(now) + " of returning installs in " + latest.week
+          + (shares[peak] <= now ? "." : " (" + pct(shares[peak]) + " at its peak, " + labels[peak] + ").");
       },
     }));
     fill("adapter", shareSection(weeks, function (w) { return activeOf(w.by.adapter); }, {
