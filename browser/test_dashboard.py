@@ -85,7 +85,9 @@ def test_the_charts_show_the_known_numbers(watched: Watched, collector: LocalCol
 
     python = table(page, "python")  # shares of returning installs: only the people return
     assert row(python, A)[python[0].index("3.12")] == "20"
-    expect(page.locator("#python .summary")).to_have_text(f"Python 3.12, the oldest seen, is 100% of returning installs in {C}.")
+    expect(page.locator("#python .summary")).to_have_text(
+        f"Python 3.12, the oldest seen, is 100% of returning installs in {C}."
+    )
     adapters = table(page, "adapter")
     header = adapters[0]
     week_a = row(adapters, A)
