@@ -616,11 +616,12 @@ def _log(message: str, *args: object) -> None:
 
 
 def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
-    """POST *body* once; the HTTP status, or an exception for no answer.
+    """POST *body* once; the HTTP status (a 3xx too), or an exception for no answer.
 
-    Redirects are not followed (a 3xx comes back as its status); proxies from
-    the environment are honoured and TLS is verified by urllib's defaults.
+    Redirects are not followed; proxies from the environment are honoured and TLS is verified
+    by urllib's defaults, read afresh for each send.
     """
+    import ssl
     import urllib.error
     import urllib.request
 
@@ -628,7 +629,9 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
         def redirect_request(self, *args: "Any", **kwargs: "Any") -> None:
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    with _Sender.fork_guard:  # loading the CA certificates holds OpenSSL's locks: see _Sender
+        tls = ssl.create_default_context()
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=tls))
     request = urllib.request.Request(
         endpoint,
         data=body,
@@ -693,10 +696,11 @@ class _Sender:
     """
 
     current: "_Sender | None" = None
-    # Held while the sender thread imports what it needs, and by os.fork() around the fork:
-    # a child forked in the middle of an import would inherit half-initialised modules.
-    importing: "Any" = None
-    _importing_held_for_fork = False
+    # Held while the sender thread imports what it needs and while it builds a TLS context, and
+    # by os.fork() around the fork: a child forked in the middle would inherit half-initialised
+    # modules, or OpenSSL's locks held while the CA certificates load, and hang.
+    fork_guard: "Any" = None
+    _held_for_fork = False
 
     def __init__(self) -> None:
         import threading
@@ -710,11 +714,11 @@ class _Sender:
 
     @classmethod
     def submit(cls, delivery: _Delivery) -> None:
-        if cls.importing is None:
+        if cls.fork_guard is None:
             import atexit
             import threading
 
-            cls.importing = threading.Lock()
+            cls.fork_guard = threading.Lock()
             atexit.register(cls.wait_at_exit)
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(
@@ -745,8 +749,8 @@ class _Sender:
         import time
 
         time.sleep(0.001)
-        with _Sender.importing:
-            import encodings.idna  # noqa: F401 - everything the thread will import (idna: by its first connect)
+        with _Sender.fork_guard:
+            import encodings.idna  # noqa: F401 - what the first connection would import
             import errno  # noqa: F401
             import json  # noqa: F401
             import ssl  # noqa: F401
@@ -803,13 +807,13 @@ class _Sender:
 
     @classmethod
     def before_fork(cls) -> None:
-        cls._importing_held_for_fork = cls.importing.acquire(timeout=2.0)
+        cls._held_for_fork = cls.fork_guard.acquire(timeout=2.0)
 
     @classmethod
     def after_fork_in_parent(cls) -> None:
-        if cls._importing_held_for_fork:
-            cls._importing_held_for_fork = False
-            cls.importing.release()
+        if cls._held_for_fork:
+            cls._held_for_fork = False
+            cls.fork_guard.release()
 
     @classmethod
     def forget_after_fork(cls) -> None:
@@ -820,7 +824,7 @@ class _Sender:
         """
         import threading
 
-        cls.importing, cls._importing_held_for_fork = threading.Lock(), False
+        cls.fork_guard, cls._held_for_fork = threading.Lock(), False
         sender, cls.current = cls.current, None
         if sender is None:
             return

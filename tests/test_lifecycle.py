@@ -75,6 +75,8 @@ def test_a_forked_child_neither_waits_for_nor_records_its_parents_send(
 ) -> None:
     code = EXIT_CLOCK + textwrap.dedent(
         """
+        import warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, use of fork()"
         import agentsonar_telemetry as at
         parent = at.start_session("0.4.0", "parent")
         pid = os.fork()
@@ -105,7 +107,9 @@ def test_a_child_forked_while_the_sender_holds_its_locks_does_not_hang(
     httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
     code = textwrap.dedent(
         """
-        import os, agentsonar_telemetry as at
+        import os, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, use of fork()"
+        import agentsonar_telemetry as at
         sessions = [at.start_session("0.4.0") for _ in range(30)]
         for _ in range(20):  # fork over and over while the sender imports, then works through its queue
             pid = os.fork()
