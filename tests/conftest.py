@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -163,15 +164,20 @@ def free_port() -> int:
 
 
 class RawServer:
-    """A loopback port that answers every connection with fixed bytes, then closes."""
+    """A loopback port that answers every connection with fixed bytes, then closes; counts them.
 
-    def __init__(self, answer: bytes) -> None:
+    With *tls* (a server-side SSLContext) each connection first goes through a TLS handshake.
+    """
+
+    def __init__(self, answer: bytes, tls: ssl.SSLContext | None = None) -> None:
         self.answer = answer
+        self.tls = tls
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.sock.settimeout(0.05)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
         self.connections = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -184,11 +190,11 @@ class RawServer:
             except OSError:
                 continue
             self.connections += 1
-            with conn:
-                conn.settimeout(1)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                    conn.sendall(self.answer)
+            conn.settimeout(1)
+            with conn, contextlib.suppress(OSError):  # ssl.SSLError is an OSError
+                channel = self.tls.wrap_socket(conn, server_side=True) if self.tls else conn
+                channel.recv(65536)
+                channel.sendall(self.answer)
 
     def close(self) -> None:
         self._stop.set()

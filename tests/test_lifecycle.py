@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from conftest import SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
+from conftest import RawServer, SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -396,49 +396,14 @@ def test_many_processes_on_a_state_without_the_disclosure_show_it_once(state_dir
     assert read_state(state_dir)["install_id"] == install_id
 
 
-class TlsCountingServer:
-    """A TLS port with a certificate no client trusts; counts connections."""
-
-    def __init__(self) -> None:
-        import trustme
-
-        cert = trustme.CA().issue_cert("127.0.0.1")
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert.configure_cert(self.context)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.05)
-        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.settimeout(2)
-            try:
-                with self.context.wrap_socket(conn, server_side=True):
-                    pass
-            except (OSError, ssl.SSLError):
-                pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 def test_no_retry_after_a_tls_verification_failure(
     environ: dict[str, str], state_dir: Path, known: dict[str, object]
 ) -> None:
-    server = TlsCountingServer()
+    import trustme
+
+    untrusted = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(untrusted)  # a CA no client trusts
+    server = RawServer(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", tls=untrusted)
     try:
         environ["AGENTSONAR_TELEMETRY_URL"] = server.url
         client, err = make_client(environ)

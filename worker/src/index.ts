@@ -1,13 +1,15 @@
 // The AgentSonar telemetry collector. Routes validate, then call one query function each.
 import { isAuthorized } from "./auth";
 import { isoSeconds } from "./calendar";
-import { cohortsCsv, dailyCsv, publicCsv, statsCsv, weeklyCsv } from "./csv";
+import { type StatsAnswer, cohortsCsv, dailyCsv, publicCsv, statsCsv, weeklyCsv } from "./csv";
 import { MAX_BODY_BYTES, validateEvent } from "./event";
 import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
 import { icon, page, script, stylesheet } from "./dashboard/page";
 import { runJob } from "./job";
-import { publicWeek } from "./public";
+import { type PublicWeek, publicWeek } from "./public";
 import {
+  type Cohort,
+  type DailySessions,
   MAX_COHORT_WEEKS,
   MAX_DAILY_DAYS,
   MAX_WEEKLY_WEEKS,
@@ -17,26 +19,11 @@ import {
   getWeekly,
   insertEvent,
   parseRetentionDays,
+  type Week,
 } from "./queries";
 
 type Route = { methods: string[]; handle: (request: Request, env: Env, url: URL) => Promise<Response> };
 
-const ROUTES: Record<string, Route> = {
-  "/v1/events": { methods: ["POST"], handle: postEvent },
-  // Every released SDK (agentsonar 0.4.0-0.7.0) posts here.
-  "/event": { methods: ["POST"], handle: postEvent },
-  "/v1/stats": { methods: ["GET"], handle: withStatsAuth(getStatsRoute) },
-  "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
-  "/v1/stats/weekly": { methods: ["GET"], handle: withStatsAuth(getWeeklyRoute) },
-  "/v1/stats/cohorts": { methods: ["GET"], handle: withStatsAuth(getCohortsRoute) },
-  "/v1/public": { methods: ["GET"], handle: whenPublic(getPublicRoute) },
-  "/dashboard": { methods: ["GET"], handle: async () => page("private") },
-  "/dashboard.js": { methods: ["GET"], handle: async () => script() },
-  "/dashboard.css": { methods: ["GET"], handle: async () => stylesheet() },
-  "/favicon.svg": { methods: ["GET"], handle: async () => icon() },
-  "/public": { methods: ["GET"], handle: whenPublic(async () => page("public")) },
-  "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
-};
 
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
@@ -107,43 +94,67 @@ function asOfString(asOf: number | null): string | null {
   return asOf === null ? null : isoSeconds(asOf);
 }
 
-async function getStatsRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const format = formatParam(url);
-  if (!format.ok) return format.response;
-  const { as_of, figures, rows_read } = await getStats(env.DB);
-  const answer = { generated_at: isoSeconds(nowSeconds()), as_of: asOfString(as_of), ...figures };
-  return metered(format.value === "csv" ? csv(statsCsv(answer), "stats.csv") : json(answer), rows_read);
+type Metered = { rows_read: number };
+
+/**
+ * A reporting GET: an optional `?name=N` (1 to `max`), `?format=json|csv`, one query function,
+ * the answer as JSON or CSV, and what it cost in D1 rows.
+ */
+function reportRoute<T extends Metered>(report: {
+  param?: { name: string; fallback: number; max: number };
+  read: (db: D1Database, n: number) => Promise<T>;
+  answer: (result: T) => Record<string, unknown>;
+  csv: (answer: ReturnType<typeof report.answer>) => string;
+  filename: string;
+  headers?: Record<string, string>;
+}): Route["handle"] {
+  return async (_request, env, url) => {
+    let n = 0;
+    if (report.param !== undefined) {
+      const parsed = integerParam(url, report.param.name, report.param.fallback, report.param.max);
+      if (!parsed.ok) return parsed.response;
+      n = parsed.value;
+    }
+    const format = formatParam(url);
+    if (!format.ok) return format.response;
+    const result = await report.read(env.DB, n);
+    const answer = report.answer(result);
+    const response =
+      format.value === "csv" ? csv(report.csv(answer), report.filename) : json(answer, 200, report.headers);
+    return metered(response, result.rows_read);
+  };
 }
 
-async function getDailyRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const days = integerParam(url, "days", 90, MAX_DAILY_DAYS);
-  if (!days.ok) return days.response;
-  const format = formatParam(url);
-  if (!format.ok) return format.response;
-  const daily = await getDailySessions(env.DB, days.value);
-  if (format.value === "csv") return metered(csv(dailyCsv(daily.days), "daily.csv"), daily.rows_read);
-  return metered(json({ as_of: asOfString(daily.as_of), days: daily.days }), daily.rows_read);
-}
+const getStatsRoute = reportRoute({
+  read: (db) => getStats(db),
+  answer: ({ as_of, figures }) => ({ generated_at: isoSeconds(nowSeconds()), as_of: asOfString(as_of), ...figures }),
+  csv: (answer) => statsCsv(answer as StatsAnswer),
+  filename: "stats.csv",
+});
 
-async function getWeeklyRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const weeks = integerParam(url, "weeks", 26, MAX_WEEKLY_WEEKS);
-  if (!weeks.ok) return weeks.response;
-  const format = formatParam(url);
-  if (!format.ok) return format.response;
-  const weekly = await getWeekly(env.DB, weeks.value);
-  if (format.value === "csv") return metered(csv(weeklyCsv(weekly.weeks), "weekly.csv"), weekly.rows_read);
-  return metered(json({ as_of: asOfString(weekly.as_of), weeks: weekly.weeks }), weekly.rows_read);
-}
+const getDailyRoute = reportRoute({
+  param: { name: "days", fallback: 90, max: MAX_DAILY_DAYS },
+  read: getDailySessions,
+  answer: ({ as_of, days }) => ({ as_of: asOfString(as_of), days }),
+  csv: (answer) => dailyCsv(answer.days as DailySessions["days"]),
+  filename: "daily.csv",
+});
 
-async function getCohortsRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const weeks = integerParam(url, "weeks", 12, MAX_COHORT_WEEKS);
-  if (!weeks.ok) return weeks.response;
-  const format = formatParam(url);
-  if (!format.ok) return format.response;
-  const result = await getCohorts(env.DB, weeks.value);
-  if (format.value === "csv") return metered(csv(cohortsCsv(result.cohorts), "cohorts.csv"), result.rows_read);
-  return metered(json({ as_of: asOfString(result.as_of), cohorts: result.cohorts }), result.rows_read);
-}
+const getWeeklyRoute = reportRoute({
+  param: { name: "weeks", fallback: 26, max: MAX_WEEKLY_WEEKS },
+  read: getWeekly,
+  answer: ({ as_of, weeks }) => ({ as_of: asOfString(as_of), weeks }),
+  csv: (answer) => weeklyCsv(answer.weeks as Week[]),
+  filename: "weekly.csv",
+});
+
+const getCohortsRoute = reportRoute({
+  param: { name: "weeks", fallback: 12, max: MAX_COHORT_WEEKS },
+  read: getCohorts,
+  answer: ({ as_of, cohorts }) => ({ as_of: asOfString(as_of), cohorts }),
+  csv: (answer) => cohortsCsv(answer.cohorts as Cohort[]),
+  filename: "cohorts.csv",
+});
 
 /** The public page and its JSON exist only when PUBLIC_DASHBOARD is "on"; otherwise they are unknown paths. */
 function whenPublic(handle: Route["handle"]): Route["handle"] {
@@ -153,16 +164,14 @@ function whenPublic(handle: Route["handle"]): Route["handle"] {
   };
 }
 
-async function getPublicRoute(_request: Request, env: Env, url: URL): Promise<Response> {
-  const weeks = integerParam(url, "weeks", 26, MAX_COHORT_WEEKS);
-  if (!weeks.ok) return weeks.response;
-  const format = formatParam(url);
-  if (!format.ok) return format.response;
-  const weekly = await getWeekly(env.DB, weeks.value);
-  const answer = { as_of: asOfString(weekly.as_of), weeks: weekly.weeks.map(publicWeek) };
-  if (format.value === "csv") return metered(csv(publicCsv(answer.weeks), "public.csv"), weekly.rows_read);
-  return metered(json(answer, 200, { "Cache-Control": "public, max-age=300" }), weekly.rows_read);
-}
+const getPublicRoute = reportRoute({
+  param: { name: "weeks", fallback: 26, max: MAX_COHORT_WEEKS },
+  read: getWeekly,
+  answer: ({ as_of, weeks }) => ({ as_of: asOfString(as_of), weeks: weeks.map(publicWeek) }),
+  csv: (answer) => publicCsv(answer.weeks as PublicWeek[]),
+  filename: "public.csv",
+  headers: { "Cache-Control": "public, max-age=300" },
+});
 
 /** The hourly job; a RETENTION_DAYS that is not an integer of at least 31 changes nothing. */
 export async function scheduledJob(env: Env, now: number): Promise<void> {
@@ -174,6 +183,23 @@ export async function scheduledJob(env: Env, now: number): Promise<void> {
   const report = await runJob(env.DB, now, retentionDays);
   console.log(`job: ${JSON.stringify(report)}`);
 }
+
+const ROUTES: Record<string, Route> = {
+  "/v1/events": { methods: ["POST"], handle: postEvent },
+  // Every released SDK (agentsonar 0.4.0-0.7.0) posts here.
+  "/event": { methods: ["POST"], handle: postEvent },
+  "/v1/stats": { methods: ["GET"], handle: withStatsAuth(getStatsRoute) },
+  "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
+  "/v1/stats/weekly": { methods: ["GET"], handle: withStatsAuth(getWeeklyRoute) },
+  "/v1/stats/cohorts": { methods: ["GET"], handle: withStatsAuth(getCohortsRoute) },
+  "/v1/public": { methods: ["GET"], handle: whenPublic(getPublicRoute) },
+  "/dashboard": { methods: ["GET"], handle: async () => page("private") },
+  "/dashboard.js": { methods: ["GET"], handle: async () => script() },
+  "/dashboard.css": { methods: ["GET"], handle: async () => stylesheet() },
+  "/favicon.svg": { methods: ["GET"], handle: async () => icon() },
+  "/public": { methods: ["GET"], handle: whenPublic(async () => page("public")) },
+  "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
+};
 
 export default {
   async fetch(request, env): Promise<Response> {
