@@ -629,9 +629,13 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
         def redirect_request(self, *args: "Any", **kwargs: "Any") -> None:
             return None
 
-    with _Sender.fork_guard:  # loading the CA certificates holds OpenSSL's locks: see _Sender
-        tls = ssl.create_default_context()
-    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=tls))
+    # Building a TLS context loads the CA certificates holding OpenSSL's locks (see _Sender), so
+    # it happens here, under the fork guard, and only for https (3.12+ builds one for http too).
+    with _Sender.fork_guard:
+        handlers: list[Any] = [NoRedirect]
+        if endpoint[:8].lower() == "https://":
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+        opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(
         endpoint,
         data=body,
