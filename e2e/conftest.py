@@ -7,40 +7,19 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 import agentsonar_telemetry as at
 
 ROOT = Path(__file__).resolve().parent.parent
 NETGUARD = ROOT / "tests" / "_netguard"
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_collector import LocalCollector, ensure_npm_ci  # noqa: E402
+
+pytest_plugins = ["collector_fixtures"]
 
 MODULE_DIR = Path(at.__file__).resolve().parent
 DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
-
-
-@pytest.fixture(scope="session")
-def collector() -> Iterator[LocalCollector]:
-    ensure_npm_ci()
-    server = LocalCollector(lifetime=900)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(autouse=True)
-def no_leaks(tmp_path: Path) -> Iterator[None]:
-    log = tmp_path / "net-violations.log"
-    os.environ["AGENTSONAR_TEST_NET_LOG"] = str(log)
-    yield
-    assert not log.exists(), f"a test tried to leave loopback: {log.read_text()}"
 
 
 @dataclass

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,24 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 NETGUARD = ROOT / "tests" / "_netguard"
 MODULE = ROOT / "agentsonar_telemetry.py"
 sys.path.insert(0, str(ROOT / "scripts"))
-from local_collector import LocalCollector, ensure_npm_ci  # noqa: E402
+
+pytest_plugins = ["collector_fixtures"]
 
 # README.md, "Vendoring into AgentSonar": the one copy command, run here as written.
 COPY_COMMAND = (
     "cp agentsonar_telemetry.py "
     "\"$(python -c 'import agentsonar, os; print(os.path.dirname(agentsonar.__file__))')/_telemetry.py\""
 )
-
-
-@pytest.fixture(scope="session")
-def collector() -> Iterator[LocalCollector]:
-    ensure_npm_ci()
-    server = LocalCollector(lifetime=900)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="session")
@@ -58,14 +47,6 @@ def vendored_sdk(released_sdk: Path, tmp_path_factory: pytest.TempPathFactory) -
     subprocess.run(["sh", "-c", COPY_COMMAND], cwd=ROOT, env=env, check=True, timeout=60)
     assert (site / "agentsonar" / "_telemetry.py").read_bytes() == MODULE.read_bytes()
     return site
-
-
-@pytest.fixture(autouse=True)
-def no_leaks(tmp_path: Path) -> Iterator[None]:
-    log = tmp_path / "net-violations.log"
-    os.environ["AGENTSONAR_TEST_NET_LOG"] = str(log)
-    yield
-    assert not log.exists(), f"a test tried to leave loopback: {log.read_text()}"
 
 
 @dataclass
