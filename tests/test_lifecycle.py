@@ -319,7 +319,7 @@ def test_a_disable_racing_the_install_id_claim_leaves_no_install_id(
 def test_a_live_lock_is_waited_for(environ: dict[str, str], state_dir: Path, known: dict[str, object]) -> None:
     lock = state_dir / "state.json.lock"
     lock.write_text("")
-    threading.Timer(0.1, lock.unlink).start()  # its holder finishes within the wait
+    threading.Timer(0.05, lock.unlink).start()  # its holder finishes well within the 0.25 s wait
     status = make_client(environ)[0].disable_persistently()
     assert status.rule == "telemetry_disabled" and not lock.exists()
 
