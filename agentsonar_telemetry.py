@@ -502,8 +502,10 @@ def _update_state(
             if not replace_corrupt:
                 raise
             absent = False
-        if absent and change(None) in (None, _DELETE):
-            return None
+        if absent:
+            new = change(None)
+            if new is None or new is _DELETE:
+                return None
         _make_dirs(directory)  # raises when it cannot be made
     with _StateLock(path):
         try:

@@ -86,19 +86,24 @@ HOST_CODE = textwrap.dedent(
 )
 
 
+def subprocess_env(home: Path, *paths: Path, **extra: str) -> dict[str, str]:
+    """A child's environment: no telemetry setting of ours, the loopback guard first on its path, its own home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSONAR_", "DO_NOT_TRACK"))}
+    env.update(
+        PYTHONPATH=os.pathsep.join(str(p) for p in (NETGUARD, *paths)),
+        HOME=str(home),
+        AGENTSONAR_TEST_NET_LOG=os.environ["AGENTSONAR_TEST_NET_LOG"],
+        **extra,
+    )
+    return env
+
+
 def run_host(
     home: Path, site: Path | None, endpoint: str, *, env: dict[str, str] | None = None, **extra: object
 ) -> Host:
     """Run the SDK's public API in a fresh interpreter: vendored when *site* is given, else as released."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSONAR_", "DO_NOT_TRACK"))}
-    paths = [str(NETGUARD)] + ([str(site)] if site is not None else [])
-    clean.update(
-        PYTHONPATH=os.pathsep.join(paths),
-        HOME=str(home),
-        AGENTSONAR_TELEMETRY_ENDPOINT=endpoint,
-        AGENTSONAR_TEST_NET_LOG=os.environ["AGENTSONAR_TEST_NET_LOG"],
-        **(env or {}),
-    )
+    paths = [site] if site is not None else []
+    clean = subprocess_env(home, *paths, AGENTSONAR_TELEMETRY_ENDPOINT=endpoint, **(env or {}))
     home.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [sys.executable, "-c", HOST_CODE, json.dumps(extra)],

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import NETGUARD
+from conftest import subprocess_env
 
 HERE = Path(__file__).resolve().parent
 SDIST_MEMBERS = (
@@ -58,13 +58,7 @@ def test_the_sdks_own_public_tests_pass_against_the_vendored_file(
     sdk_tests: Path, vendored_sdk: Path, tmp_path: Path
 ) -> None:
     selection = tmp_path / "selection.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSONAR_", "DO_NOT_TRACK"))}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(NETGUARD), str(vendored_sdk), str(HERE)]),
-        HOME=str(tmp_path / "home"),
-        AGENTSONAR_SDK_SELECTION=str(selection),
-        AGENTSONAR_TEST_NET_LOG=os.environ["AGENTSONAR_TEST_NET_LOG"],
-    )
+    env = subprocess_env(tmp_path / "home", vendored_sdk, HERE, AGENTSONAR_SDK_SELECTION=str(selection))
     result = subprocess.run(
         [
             sys.executable,

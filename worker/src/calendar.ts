@@ -2,7 +2,6 @@
 
 export const HOUR = 3_600;
 export const DAY = 86_400;
-export const WEEK = 7 * DAY;
 
 export function dayNumber(epochSeconds: number): number {
   return Math.floor(epochSeconds / DAY);
@@ -11,10 +10,6 @@ export function dayNumber(epochSeconds: number): number {
 /** YYYY-MM-DD of a day number. */
 export function dayString(day: number): string {
   return new Date(day * DAY * 1000).toISOString().slice(0, 10);
-}
-
-export function utcDay(epochSeconds: number): string {
-  return dayString(dayNumber(epochSeconds));
 }
 
 /** The Monday of the ISO week that holds `day` (day 0, 1970-01-01, was a Thursday). */

@@ -100,11 +100,17 @@ export function chunkStatements(db: D1Database, from: number, to: number, starte
       installsStatement(db, from, to, day),
     );
   }
-  if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
-    statements.push(...weekCloseStatements(db, dayNumber(to) - 7, startedAt));
+  const closed = weekClosedAt(to);
+  if (closed !== null) {
+    statements.push(...weekCloseStatements(db, closed, startedAt));
   }
   statements.push(watermarkStatement(db, to, startedAt));
   return statements;
+}
+
+/** The Monday of the week that a watermark at `to` has just closed, when `to` is a Monday midnight. */
+function weekClosedAt(to: number): number | null {
+  return to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to) ? dayNumber(to) - 7 : null;
 }
 
 function watermarkStatement(db: D1Database, watermark: number, startedAt: number): D1PreparedStatement {
@@ -358,9 +364,8 @@ export async function runJob(
   while (watermark < target && clock() < deadline) {
     const to = await chunkEnd(db, watermark, target);
     await run(db, meter, chunkStatements(db, watermark, to, startedAt));
-    if (to % DAY === 0 && mondayOf(dayNumber(to)) === dayNumber(to)) {
-      meter.report.weeks_closed.push(isoWeek(dayNumber(to) - 7));
-    }
+    const closed = weekClosedAt(to);
+    if (closed !== null) meter.report.weeks_closed.push(isoWeek(closed));
     meter.report.chunks += 1;
     watermark = to;
   }

@@ -6,7 +6,7 @@ import type { Week } from "./queries";
 
 export const MIN_CELL = 10;
 export const MIN_WEEK_ACTIVE = 50;
-export const OTHER = "other";
+const OTHER = "other";
 
 /** The values a public chart may name (TELEMETRY.md); anything else is "other". */
 const DOCUMENTED: Record<Dimension, (value: string) => string | null> = {
