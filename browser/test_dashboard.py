@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import pytest
@@ -179,8 +180,9 @@ def test_the_public_page_hides_what_it_must(watched: Watched, collector: LocalCo
     assert watched.errors == []
 
 
-def test_the_readme_screenshot_of_the_demo_data(watched: Watched) -> None:
-    """docs/dashboard.png: the dashboard over the demo's eight weeks of made-up usage."""
+def test_the_readme_screenshot_of_the_demo_data(watched: Watched, tmp_path: Path) -> None:
+    """The dashboard over the demo's eight weeks of made-up usage: README's docs/dashboard.png
+    when AGENTSONAR_UPDATE_SCREENSHOT=1 (so that a test run leaves the tree as it was)."""
     import random
     import time
 
@@ -197,6 +199,7 @@ def test_the_readme_screenshot_of_the_demo_data(watched: Watched) -> None:
         page.get_by_label("Stats token").fill(demo.token)
         page.get_by_label("Stats token").press("Enter")
         expect(page.locator("#cohorts table.cohort")).to_be_visible()
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        target = SCREENSHOT if os.environ.get("AGENTSONAR_UPDATE_SCREENSHOT") == "1" else tmp_path / SCREENSHOT.name
+        page.screenshot(path=str(target), full_page=True)
+        print(f"screenshot: {target}")
     assert watched.errors == []
