@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_DIR = ROOT / "worker"
-MIN_NODE = (20, 19)
+MIN_NODE = (22, 12)
 
 
 def offline_env(config_home: str) -> dict[str, str]:
@@ -38,13 +38,19 @@ def offline_env(config_home: str) -> dict[str, str]:
 
 
 def check_node() -> None:
+    """Wrangler 4.87+ refuses an older Node; say so before npm and wrangler print pages of it."""
     node = shutil.which("node")
-    if node is None:
-        raise SystemExit("error: Node.js 20.19 or later is needed (node is not on PATH)")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
-    if (major, minor) < MIN_NODE:
-        raise SystemExit(f"error: Node.js 20.19 or later is needed, found {version}")
+    found = "node is not on PATH"
+    if node is not None:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+        major, minor = (int(part) for part in version.lstrip("v").split(".")[:2])
+        if (major, minor) >= MIN_NODE:
+            return
+        found = f"found {version}"
+    raise SystemExit(
+        f"error: Node.js 22.12 or later is needed ({found}). Install it, or use the project's own copy:\n"
+        '  export PATH="$(bash scripts/ensure_node.sh):$PATH"'
+    )
 
 
 def ensure_npm_ci(worker_dir: Path = WORKER_DIR) -> None:
