@@ -165,12 +165,14 @@ def test_the_public_page_hides_what_it_must(watched: Watched, collector: LocalCo
     python = table(page, "python")
     header, week_a = python[0], row(python, A)
     cells = dict(zip(header[1:], week_a[1:], strict=True))
-    # 3.11: 30 shown; 3.13 (8) and the lone 3.9 (1) folded, and since "other" would then hold
-    # only 9, the next-smallest (3.12, 20) is folded too: other = 29.
-    assert cells["3.11"] == "30" and cells["other"] == "29"
-    assert cells.get("3.12") == "in other" and cells.get("3.13") == "<10" and cells.get("3.9") == "<10"
-    shown = [int(v) for k, v in cells.items() if k != "other" and v.isdigit()]
-    assert 59 - sum(shown) == int(cells["other"])  # the total minus the shown cells is "other", never one cell
+    # Exact: 3.11 30, 3.12 20, 3.13 8, the lone 3.9 1 (59 active). Published: every number rounded
+    # to 10; 3.13 and 3.9 (under 10 each) are not named, their 9 installs are other, shown as 10.
+    assert cells == {"3.11": "30", "3.12": "20", "other": "10"}
+    humans = table(page, "humans")
+    assert row(humans, A)[1:] == ["60", "20", "60"]  # active 59, returning 20, new 59: rounded
+    for line in python[1:] + humans[1:]:
+        assert all(int(n) % 10 == 0 for n in line[1:])
+    expect(page.locator("#rounding")).to_have_text("Every figure is rounded to the nearest 10")
     # Week B had 25 active installs: no breakdown at all.
     assert B not in [r[0] for r in python]
     expect(page.locator("#python .note")).to_have_text("Weeks with fewer than 50 active installs are not shown.")

@@ -16,7 +16,6 @@ import {
   insertStatement,
   parseRetentionDays,
 } from "../src/queries";
-import { publicWeek, suppressDimension } from "../src/public";
 import { makeEvent, rowCount, snapshot, uuid4 } from "./helpers";
 
 // 2026-11-25T14:00:00Z
@@ -532,57 +531,5 @@ describe("migration 0002: rows stored before ingest normalised os and arch", () 
       { os: "linux", arch: "arm64", sessions: 7 },
       { os: "win32", arch: "x86_64", sessions: 12 },
     ]);
-  });
-});
-
-describe("the public figures: small cells suppressed, on data built to defeat it", () => {
-  it("folds cells under 10 into other, and shows each as <10", () => {
-    expect(suppressDimension("python", { "3.12": 30, "3.11": 15, "3.13": 9, "3.10": 6 })).toEqual({
-      "3.12": 30,
-      "3.11": 15,
-      other: 15,
-      "3.13": "<10",
-      "3.10": "<10",
-    });
-  });
-
-  it("a lone install on a rare Python cannot be read off: the next-smallest cell is folded too", () => {
-    // Shown as 3.12: 40 and other: 1, anyone could subtract; so 3.11 goes into other as well.
-    const cells = suppressDimension("python", { "3.12": 40, "3.11": 18, "3.9": 1 });
-    expect(cells).toEqual({ "3.12": 40, other: 19, "3.11": "folded", "3.9": "<10" });
-    const shown = Object.values(cells).filter((c): c is number => typeof c === "number");
-    expect(shown.every((n) => n >= 10)).toBe(true);
-  });
-
-  it("keeps folding while other is under 10, and the total minus the shown cells is other itself", () => {
-    const counts = { crewai: 35, langgraph: 11, custom_python: 10, oma_sidecar: 2, claude_code: 1 };
-    const cells = suppressDimension("adapter", counts);
-    expect(cells).toEqual({ crewai: 35, langgraph: 11, other: 13, custom_python: "folded", oma_sidecar: "<10", claude_code: "<10" });
-    const total = Object.values(counts).reduce((a, b) => a + b, 0);
-    const named = Object.entries(cells).filter(([v, c]) => v !== "other" && typeof c === "number");
-    expect(total - named.reduce((sum, [, c]) => sum + (c as number), 0)).toBe(cells.other);
-  });
-
-  it("names only documented values: version as major.minor, anything else is other", () => {
-    const counts = { "0.7.0": 30, "0.7.1": 12, "0.6.2": 20, "1.0.0rc1+local_build": 11, unknown: 4 };
-    // unknown (4) alone in other would be readable: the smallest shown cell, 1.0 (11), joins it.
-    expect(suppressDimension("version", counts)).toEqual({ "0.7": 42, "0.6": 20, other: 15, "1.0": "folded" });
-    expect(suppressDimension("os", { linux: 40, freebsd: 12, sunos: 11 })).toEqual({ linux: 40, other: 23 });
-  });
-
-  it("hides every dimension of a week with fewer than 50 active installs, and totals under 10 become <10", async () => {
-    const week = {
-      week: "2026-W47",
-      start: "2026-11-16",
-      sessions: 100,
-      installs: { active: 49, returning: 9, new: 30, one_shot: 3 },
-      by: { version: { "0.7.0": { active: 49, returning: 9 } }, python: {}, os: {}, arch: {}, adapter: {} },
-    };
-    expect(publicWeek(week)).toEqual({
-      week: "2026-W47",
-      start: "2026-11-16",
-      installs: { active: 49, returning: "<10", new: 30 },
-      by: { version: null, python: null, os: null, arch: null, adapter: null },
-    });
   });
 });

@@ -206,7 +206,7 @@ export const CLIENT_JS = String.raw`(function () {
     var lead = series.slice().sort(function (a, b) { return b.values[b.values.length - 1] - a.values[a.values.length - 1]; })[0];
     var summary = options.summary ? options.summary(series, latest, latestTotal)
       : lead.name + " leads with " + pct(lead.values[lead.values.length - 1] / latestTotal) + " of " + options.noun + " in " + latest.week + ".";
-    // Columns: the series drawn, then any value shown only as "<10" or folded (the public page).
+    // Columns: the series drawn, then any value not drawn.
     var columns = series.map(function (x) { return x.name; });
     weeks.forEach(function (w) {
       Object.keys(pick(w) || {}).forEach(function (v) { if (columns.indexOf(v) < 0) columns.push(v); });
@@ -214,7 +214,6 @@ export const CLIENT_JS = String.raw`(function () {
     var rows = weeks.map(function (w, i) {
       return [w.week].concat(columns.map(function (name, k) {
         var cell = (pick(w) || {})[name];
-        if (options.cellText && cell !== undefined && typeof cell !== "number") return options.cellText(cell);
         return k < series.length ? series[k].values[i] : cell === undefined ? "–" : cell;
       }));
     });
@@ -366,7 +365,6 @@ export const CLIENT_JS = String.raw`(function () {
       fill(dimension, shareSection(shown, function (w) { return w.by[dimension]; }, {
         top: 6, noun: "active installs", title: "Share of active installs per " + dimension + ", per week",
         csv: "/v1/public?format=csv", csvName: "public.csv",
-        cellText: function (cell) { return cell === "<10" ? "<10" : "in other"; },
         note: shown.length < weeks.length ? "Weeks with fewer than 50 active installs are not shown." : null,
       }));
     });

@@ -58,9 +58,11 @@ export function page(mode: PageMode): Response {
   <button type="submit">Show the figures</button>
   <p id="login-error" role="alert"></p>
 </form>`
-      : `<p class="lede">Anonymous usage of the AgentSonar SDK, per ISO week. Only closed weeks; no
-number under 10 installs is shown (it is folded into “other”), and a week with fewer than 50
-active installs shows no breakdown. <a href="https://www.agent-sonar.com/telemetry">What is collected</a>.</p>`;
+      : `<p class="lede">Anonymous usage of the AgentSonar SDK, per closed ISO week.
+<strong id="rounding">Every figure is rounded to the nearest 10</strong>, a value used by fewer
+than 10 installs is not named (it is counted in “other”), and a week with fewer than 50 active
+installs shows no breakdown: so that no figure, nor the difference of two, gives a small group
+of machines away. <a href="https://www.agent-sonar.com/telemetry">What is collected</a>.</p>`;
   const html = `<!doctype html>
 <html lang="en">
 <head>
