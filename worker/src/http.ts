@@ -9,6 +9,7 @@ export type ErrorCode =
   | "invalid_event"
   | "invalid_parameter"
   | "unauthorized"
+  | "rate_limited"
   | "internal_error";
 
 const JSON_HEADERS = {

@@ -6,6 +6,7 @@ import { MAX_BODY_BYTES, validateEvent } from "./event";
 import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
 import { icon, page, script, stylesheet } from "./dashboard/page";
 import { runJob } from "./job";
+import { RATE_LIMIT_PERIOD_SECONDS, networkKey, overLimit } from "./limits";
 import { type PublicWeek, publicWeek } from "./public";
 import {
   type Cohort,
@@ -29,7 +30,16 @@ function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
+function tooManyRequests(what: string): Response {
+  return errorResponse(429, "rate_limited", `too many events from this ${what}; retry later`, {
+    "Retry-After": String(RATE_LIMIT_PERIOD_SECONDS),
+  });
+}
+
 async function postEvent(request: Request, env: Env): Promise<Response> {
+  // Per network first, before the body is read: a flood costs neither D1 nor parsing.
+  const network = networkKey(request.headers.get("CF-Connecting-IP"));
+  if (network !== null && (await overLimit(env.NETWORK_RATE_LIMIT, network))) return tooManyRequests("network");
   if (!isJsonContentType(request.headers.get("Content-Type"))) {
     return errorResponse(415, "unsupported_media_type", "Content-Type must be application/json");
   }
@@ -47,6 +57,7 @@ async function postEvent(request: Request, env: Env): Promise<Response> {
   if (!validation.ok) {
     return errorResponse(400, "invalid_event", validation.message);
   }
+  if (await overLimit(env.INSTALL_RATE_LIMIT, validation.event.install_id)) return tooManyRequests("install");
   await insertEvent(env.DB, validation.event, nowSeconds());
   return json({ ok: true }, 202);
 }
