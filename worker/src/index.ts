@@ -191,8 +191,15 @@ export async function scheduledJob(env: Env, now: number): Promise<void> {
     console.error("configuration error: RETENTION_DAYS must be an integer of at least 31; nothing was changed");
     return;
   }
-  const report = await runJob(env.DB, now, retentionDays);
-  console.log(`job: ${JSON.stringify(report)}`);
+  try {
+    const report = await runJob(env.DB, now, retentionDays);
+    console.log(`job: ${JSON.stringify(report)}`);
+  } catch (error) {
+    // One line, the error's kind and D1's message (never data): the next run repairs.
+    const kind = error instanceof Error ? error.name : typeof error;
+    const message = error instanceof Error ? error.message.slice(0, 200) : "";
+    console.error(`job: ${JSON.stringify({ ran: false, error: kind, message })}`);
+  }
 }
 
 const ROUTES: Record<string, Route> = {

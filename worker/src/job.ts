@@ -7,18 +7,41 @@
 // cross a UTC midnight, so day and week boundaries fall between chunks.
 import { DAY, HOUR, dayNumber, dayString, isoWeek, mondayOf } from "./calendar";
 import { DIMENSIONS, type Dimension } from "./event";
+import { OTHER_VALUES, type StatsFigures, TOP_VALUES, emptyFigures, topValues } from "./figures";
 
-/** Events commit to D1 a little after their received_at: the job stays this far behind now. */
+/**
+ * Events commit to D1 a little after their received_at: the job reads only hours that ended at
+ * least this long before it runs. The cron runs at minute 7 (wrangler.jsonc), past this margin,
+ * so each run reads the hour that has just ended.
+ */
 export const SAFETY_MARGIN = 300;
 /** A run stops starting new chunks after this long; the next run goes on (D1: 30 s a query). */
-export const RUN_BUDGET_MS = 8_000;
+export const CHUNK_BUDGET_MS = 6_000;
+/** Retention's own share of every run, after the chunks: it never starves behind a catch-up. */
+export const RETENTION_BUDGET_MS = 2_000;
+/** A run's lease; a run that died leaves one that expires long before the next hourly run. */
+export const LEASE_MS = 15 * 60_000;
+/** Install states outlive any RETENTION_DAYS by this much at least: the 62-day mask, and the
+ * cohorts of +1 to +8 weeks, need an install's first day for 8 weeks and more. */
+export const MIN_INSTALL_STATE_DAYS = 62;
 export const HOURLY_KEPT_DAYS = 32;
 const DELETE_SLICE = 10_000;
 const MASK_62 = "4611686018427387903"; // days_mask keeps 62 days; SQLite integers are signed 64-bit
 
+export type JobOptions = {
+  /** Milliseconds, for the budgets and the lease (tests count with it). */
+  clock?: () => number;
+  budgetMs?: number;
+  retentionBudgetMs?: number;
+  /** The run's lease holder id; random by default. */
+  holder?: string;
+};
+
 export type StatementCost = { sql: string; ms: number; rows_read: number; rows_written: number };
 
 export type JobReport = {
+  /** false: another run held the lease, and this one changed nothing. */
+  ran: boolean;
   watermark: number | null;
   caught_up: boolean;
   chunks: number;
@@ -31,11 +54,17 @@ export type JobReport = {
   ms: number;
 };
 
-type Meter = { report: JobReport; clock: () => number };
+type Meter = { report: JobReport; clock: () => number; holder: string };
 
+/**
+ * One D1 batch of the run, fenced: it starts by checking that the run still holds the lease and
+ * ends by clearing the check (migration 0004's job_fence), so a run whose lease was taken over
+ * fails the batch whole instead of writing over a later run.
+ */
 async function run(db: D1Database, meter: Meter, statements: D1PreparedStatement[]): Promise<D1Result[]> {
   if (statements.length === 0) return [];
-  const results = await db.batch(statements);
+  const fenced = [fenceStatement(db, meter.holder), ...statements, db.prepare("DELETE FROM job_fence")];
+  const results = (await db.batch(fenced)).slice(1, -1);
   results.forEach((result, i) => {
     const cost = {
       sql: sqlOf(statements[i]),
@@ -48,6 +77,12 @@ async function run(db: D1Database, meter: Meter, statements: D1PreparedStatement
     if (meter.report.slowest === null || cost.ms > meter.report.slowest.ms) meter.report.slowest = cost;
   });
   return results;
+}
+
+export function fenceStatement(db: D1Database, holder: string): D1PreparedStatement {
+  return db
+    .prepare("INSERT INTO job_fence (lease_held) SELECT COUNT(*) FROM job_lease WHERE id = 1 AND holder = ?1")
+    .bind(holder);
 }
 
 function sqlOf(statement: D1PreparedStatement | undefined): string {
@@ -116,8 +151,9 @@ function weekClosedAt(to: number): number | null {
 function watermarkStatement(db: D1Database, watermark: number, startedAt: number): D1PreparedStatement {
   return db
     .prepare(
+      // MAX: whatever happens, the watermark never moves back.
       `INSERT INTO job_state (id, watermark, started_at) VALUES (1, ?1, ?2)
-       ON CONFLICT (id) DO UPDATE SET watermark = ?1`,
+       ON CONFLICT (id) DO UPDATE SET watermark = MAX(job_state.watermark, excluded.watermark)`,
     )
     .bind(watermark, startedAt);
 }
@@ -191,12 +227,19 @@ export function weekCloseStatements(db: D1Database, monday: number, startedAt: n
       .bind(week, dayString(monday), dayString(sunday), start, sunday, monday),
     // A partial week keeps the rows per value it has, if any; a whole one replaces them.
     db.prepare(`DELETE FROM weekly_by WHERE week = ?1 AND ${weekIsWhole ? "1" : "0"}`).bind(week),
+    // The top values by active installs; the rest as one row under OTHER_VALUES.
     ...DIMENSIONS.map((dimension: Dimension) =>
       db
         .prepare(
           `INSERT OR IGNORE INTO weekly_by (week, dimension, value, installs_active, installs_returning)
-           SELECT ?1, '${dimension}', ${dimension}, COUNT(*), SUM(${returningSql("?3")})
-           FROM installs WHERE last_seen >= ?2 GROUP BY ${dimension}`,
+           SELECT ?1, '${dimension}', CASE WHEN rank <= ${TOP_VALUES} THEN value ELSE '${OTHER_VALUES}' END AS folded,
+                  SUM(active), SUM(returning_installs)
+           FROM (
+             SELECT ${dimension} AS value, COUNT(*) AS active, SUM(${returningSql("?3")}) AS returning_installs,
+                    ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, ${dimension}) AS rank
+             FROM installs WHERE last_seen >= ?2 GROUP BY ${dimension}
+           )
+           GROUP BY folded`,
         )
         .bind(week, start, sunday),
     ),
@@ -226,23 +269,6 @@ export function weekCloseStatements(db: D1Database, monday: number, startedAt: n
 
 // -- the /v1/stats snapshot -----------------------------------------------------------------
 
-export type Windowed = { "1d": number; "7d": number; "30d": number };
-export type StatsFigures = {
-  installs: Windowed;
-  sessions: Windowed;
-  returning_installs_30d: number;
-  by: Record<Dimension, Record<string, number>>;
-};
-
-export function emptyFigures(): StatsFigures {
-  return {
-    installs: { "1d": 0, "7d": 0, "30d": 0 },
-    sessions: { "1d": 0, "7d": 0, "30d": 0 },
-    returning_installs_30d: 0,
-    by: { version: {}, python: {}, os: {}, arch: {}, adapter: {} },
-  };
-}
-
 type InstallGroup = Record<Dimension, string> & { d30: number; d7: number; d1: number; returning_30d: number };
 
 /** The figures of /v1/stats for the N x 24 h ending at `asOf`, from install states and hourly sessions. */
@@ -266,52 +292,57 @@ async function computeFigures(db: D1Database, meter: Meter, asOf: number): Promi
       .bind(since(30), since(7), since(1), asOf),
   ]);
   const figures = emptyFigures();
+  const counts = new Map(DIMENSIONS.map((dimension) => [dimension, new Map<string, number>()]));
   for (const group of (groups?.results ?? []) as InstallGroup[]) {
     figures.installs["30d"] += group.d30;
     figures.installs["7d"] += group.d7;
     figures.installs["1d"] += group.d1;
     figures.returning_installs_30d += group.returning_30d;
-    for (const dimension of DIMENSIONS) {
-      const counts = figures.by[dimension];
-      counts[group[dimension]] = (counts[group[dimension]] ?? 0) + group.d30;
+    for (const [dimension, byValue] of counts) {
+      byValue.set(group[dimension], (byValue.get(group[dimension]) ?? 0) + group.d30);
     }
   }
-  for (const dimension of DIMENSIONS) figures.by[dimension] = sortedCounts(figures.by[dimension]);
+  for (const [dimension, byValue] of counts) figures.by[dimension] = topValues(byValue);
   const s = (sessions?.results[0] ?? {}) as Partial<InstallGroup>;
   figures.sessions = { "1d": s.d1 ?? 0, "7d": s.d7 ?? 0, "30d": s.d30 ?? 0 };
   return figures;
 }
 
-/** Largest first, then by value: the order a reader expects, kept by JSON objects with string keys. */
-function sortedCounts(counts: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(counts).sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)));
-}
-
 // -- retention ------------------------------------------------------------------------------
 
-/** Raw events and install ids older than `cutoff` go, a slice at a time, while the run has time. */
-async function deleteExpired(db: D1Database, meter: Meter, cutoff: number, deadline: number): Promise<void> {
+/**
+ * Raw events older than `eventsCutoff` and install states unseen since `installsCutoff` go, a
+ * slice at a time, until done or `deadline`.
+ */
+async function deleteExpired(
+  db: D1Database,
+  meter: Meter,
+  eventsCutoff: number,
+  installsCutoff: number,
+  deadline: number,
+): Promise<void> {
   for (;;) {
     const oldest = await db.prepare("SELECT MIN(received_at) AS t FROM events").first<{ t: number | null }>();
-    if (oldest?.t === null || oldest?.t === undefined || oldest.t >= cutoff || meter.clock() > deadline) break;
-    const sliceEnd = Math.min(cutoff, Math.floor(oldest.t / HOUR) * HOUR + HOUR);
+    if (oldest?.t === null || oldest?.t === undefined || oldest.t >= eventsCutoff || meter.clock() > deadline) break;
+    const sliceEnd = Math.min(eventsCutoff, Math.floor(oldest.t / HOUR) * HOUR + HOUR);
     const [deleted] = await run(db, meter, [
       db.prepare("DELETE FROM events WHERE received_at < ?1").bind(sliceEnd),
     ]);
     meter.report.events_deleted += deleted?.meta.changes ?? 0;
   }
   for (;;) {
+    if (meter.clock() > deadline) break;
     const [deleted] = await run(db, meter, [
       db
         .prepare(
           `DELETE FROM installs WHERE install_id IN
              (SELECT install_id FROM installs WHERE last_seen < ?1 LIMIT ${DELETE_SLICE})`,
         )
-        .bind(cutoff),
+        .bind(installsCutoff),
     ]);
     const changes = deleted?.meta.changes ?? 0;
     meter.report.installs_deleted += changes;
-    if (changes < DELETE_SLICE || meter.clock() > deadline) break;
+    if (changes < DELETE_SLICE) break;
   }
 }
 
@@ -325,34 +356,76 @@ export async function readWatermark(db: D1Database): Promise<number | null> {
   return (await readJobState(db))?.watermark ?? null;
 }
 
+/** Take the lease for `holder` unless another run holds a live one; true when taken. */
+export async function takeLease(db: D1Database, holder: string, nowMs: number): Promise<boolean> {
+  const row = await db
+    .prepare(
+      `INSERT INTO job_lease (id, holder, expires_at) VALUES (1, ?1, ?2)
+       ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE job_lease.expires_at <= ?3
+       RETURNING holder`,
+    )
+    .bind(holder, nowMs + LEASE_MS, nowMs)
+    .first<{ holder: string }>();
+  return row?.holder === holder;
+}
+
+export async function releaseLease(db: D1Database, holder: string): Promise<void> {
+  await db.prepare("DELETE FROM job_lease WHERE id = 1 AND holder = ?1").bind(holder).run();
+}
+
+function emptyReport(): JobReport {
+  return {
+    ran: false,
+    watermark: null,
+    caught_up: false,
+    chunks: 0,
+    weeks_closed: [],
+    events_deleted: 0,
+    installs_deleted: 0,
+    rows_read: 0,
+    rows_written: 0,
+    slowest: null,
+    ms: 0,
+  };
+}
+
 /**
- * One run of the job at time `now`: chunks until caught up to the last full hour before
- * `now - SAFETY_MARGIN` or out of budget, then the snapshot as of the watermark, then retention.
+ * One run of the job at time `now` (epoch seconds), under the lease: chunks until caught up to
+ * the last full hour before `now - SAFETY_MARGIN` or out of their budget, then the snapshot as of
+ * the watermark, then retention with its own budget. A run that finds another's live lease
+ * changes nothing (`ran: false`).
  */
 export async function runJob(
   db: D1Database,
   now: number,
   retentionDays: number,
-  options: { budgetMs?: number; clock?: () => number } = {},
+  options: JobOptions = {},
 ): Promise<JobReport> {
   const clock = options.clock ?? Date.now;
+  const holder = options.holder ?? crypto.randomUUID();
   const began = clock();
-  const deadline = began + (options.budgetMs ?? RUN_BUDGET_MS);
-  const meter: Meter = {
-    clock,
-    report: {
-      watermark: null,
-      caught_up: false,
-      chunks: 0,
-      weeks_closed: [],
-      events_deleted: 0,
-      installs_deleted: 0,
-      rows_read: 0,
-      rows_written: 0,
-      slowest: null,
-      ms: 0,
-    },
-  };
+  const meter: Meter = { clock, holder, report: emptyReport() };
+  if (!(await takeLease(db, holder, began))) return meter.report;
+  try {
+    await runChunksSnapshotRetention(db, meter, now, retentionDays, options);
+  } finally {
+    await releaseLease(db, holder);
+  }
+  meter.report.ran = true;
+  meter.report.ms = clock() - began;
+  return meter.report;
+}
+
+async function runChunksSnapshotRetention(
+  db: D1Database,
+  meter: Meter,
+  now: number,
+  retentionDays: number,
+  options: JobOptions,
+): Promise<void> {
+  const { clock } = meter;
+  const chunksDeadline = clock() + (options.budgetMs ?? CHUNK_BUDGET_MS);
   const target = Math.floor((now - SAFETY_MARGIN) / HOUR) * HOUR;
   const state = await readJobState(db);
   let watermark = state?.watermark ?? null;
@@ -361,7 +434,7 @@ export async function runJob(
     watermark = oldest?.t == null ? target : Math.min(target, Math.floor(oldest.t / HOUR) * HOUR);
   }
   const startedAt = state?.started_at ?? watermark;
-  while (watermark < target && clock() < deadline) {
+  while (watermark < target && clock() < chunksDeadline) {
     const to = await chunkEnd(db, watermark, target);
     await run(db, meter, chunkStatements(db, watermark, to, startedAt));
     const closed = weekClosedAt(to);
@@ -378,9 +451,15 @@ export async function runJob(
     db.prepare("DELETE FROM sessions_hourly WHERE hour < ?1").bind(watermark - HOURLY_KEPT_DAYS * DAY),
   ]);
   // Only what the aggregates already hold may go: nothing at or past the watermark.
-  await deleteExpired(db, meter, Math.min(now, watermark) - retentionDays * DAY, deadline);
+  const counted = Math.min(now, watermark);
+  const retentionDeadline = clock() + (options.retentionBudgetMs ?? RETENTION_BUDGET_MS);
+  await deleteExpired(
+    db,
+    meter,
+    counted - retentionDays * DAY,
+    counted - Math.max(retentionDays, MIN_INSTALL_STATE_DAYS) * DAY,
+    retentionDeadline,
+  );
   meter.report.watermark = watermark;
   meter.report.caught_up = watermark >= target;
-  meter.report.ms = clock() - began;
-  return meter.report;
 }

@@ -3,7 +3,7 @@
 // so the rows a GET reads do not grow with the number of events.
 import { DAY, dayNumber, dayString } from "./calendar";
 import { DIMENSIONS, type Dimension, type TelemetryEvent } from "./event";
-import { type StatsFigures, emptyFigures } from "./job";
+import { type StatsFigures, emptyFigures } from "./figures";
 
 export const DEFAULT_RETENTION_DAYS = 90;
 export const MIN_RETENTION_DAYS = 31; // above the 30-day window of /v1/stats
@@ -140,12 +140,20 @@ export async function getWeekly(db: D1Database, weeks: number): Promise<Metered<
       by: { version: {}, python: {}, os: {}, arch: {}, adapter: {} },
     });
   }
+  // Cells collected as entries and made an object once: a value named __proto__ is a key like any other.
   type ByRow = { week: string; dimension: Dimension; value: string; installs_active: number; installs_returning: number };
+  const cells = new Map<Week, Map<Dimension, [string, ActiveReturning][]>>();
   for (const row of (by?.results ?? []) as ByRow[]) {
     const week = result.get(row.week);
-    if (week !== undefined && DIMENSIONS.includes(row.dimension)) {
-      week.by[row.dimension][row.value] = { active: row.installs_active, returning: row.installs_returning };
-    }
+    if (week === undefined || !DIMENSIONS.includes(row.dimension)) continue;
+    const ofWeek = cells.get(week) ?? new Map<Dimension, [string, ActiveReturning][]>();
+    cells.set(week, ofWeek);
+    const entries = ofWeek.get(row.dimension) ?? [];
+    ofWeek.set(row.dimension, entries);
+    entries.push([row.value, { active: row.installs_active, returning: row.installs_returning }]);
+  }
+  for (const [week, ofWeek] of cells) {
+    for (const [dimension, entries] of ofWeek) week.by[dimension] = Object.fromEntries(entries);
   }
   return { as_of: asOfOf(asOf), weeks: [...result.values()], rows_read };
 }

@@ -16,6 +16,8 @@ export const TABLES = [
   "weekly_by",
   "cohorts",
   "stats_snapshot",
+  "job_lease",
+  "job_fence",
 ] as const;
 
 beforeEach(async () => {
