@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from local_collector import ROOT, WORKER_DIR, LocalCollector, ensure_npm_ci
