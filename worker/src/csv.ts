@@ -11,7 +11,9 @@ export function toCsv(header: string[], rows: Cell[][]): string {
 }
 
 function quote(cell: Cell): string {
-  const text = cell === null ? "" : String(cell);
+  // A text cell a spreadsheet would evaluate (=, +, -, @, tab, CR first: OWASP's CSV injection)
+  // gets a leading apostrophe; numbers are ours and stay as they are.
+  const text = cell === null ? "" : typeof cell === "string" && /^[=+\-@\t\r]/.test(cell) ? `'${cell}` : String(cell);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

@@ -86,3 +86,14 @@ export async function readLimited(request: Request, limit: number): Promise<Uint
   }
   return body;
 }
+
+/**
+ * Every answer: no content sniffing (a JSON or CSV answer is never run as a page), and HTTPS
+ * only for a year (browsers ignore it over plain HTTP, as in local runs).
+ */
+export function withSecurityHeaders(response: Response): Response {
+  const secured = new Response(response.body, response);
+  secured.headers.set("X-Content-Type-Options", "nosniff");
+  secured.headers.set("Strict-Transport-Security", "max-age=31536000; includeSubDomains");
+  return secured;
+}

@@ -3,7 +3,7 @@ import { isAuthorized } from "./auth";
 import { isoSeconds } from "./calendar";
 import { type StatsAnswer, cohortsCsv, dailyCsv, publicCsv, statsCsv, weeklyCsv } from "./csv";
 import { MAX_BODY_BYTES, validateEvent } from "./event";
-import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited } from "./http";
+import { csv, errorResponse, isJsonContentType, json, methodNotAllowed, readLimited, withSecurityHeaders } from "./http";
 import { icon, page, script, stylesheet } from "./dashboard/page";
 import { runJob } from "./job";
 import { RATE_LIMIT_PERIOD_SECONDS, networkKey, overLimit } from "./limits";
@@ -23,7 +23,10 @@ import {
   type Week,
 } from "./queries";
 
-type Route = { methods: string[]; handle: (request: Request, env: Env, url: URL) => Promise<Response> };
+type Route = {
+  methods: string[];
+  handle: (request: Request, env: Env, url: URL, ctx: ExecutionContext) => Promise<Response>;
+};
 
 
 function nowSeconds(): number {
@@ -63,13 +66,13 @@ async function postEvent(request: Request, env: Env): Promise<Response> {
 }
 
 function withStatsAuth(handle: Route["handle"]): Route["handle"] {
-  return async (request, env, url) => {
+  return async (request, env, url, ctx) => {
     if (!(await isAuthorized(request.headers.get("Authorization"), env.STATS_TOKEN))) {
       return errorResponse(401, "unauthorized", "a valid Authorization: Bearer token is required", {
         "WWW-Authenticate": 'Bearer realm="agentsonar-telemetry"',
       });
     }
-    return handle(request, env, url);
+    return handle(request, env, url, ctx);
   };
 }
 
@@ -169,9 +172,39 @@ const getCohortsRoute = reportRoute({
 
 /** The public page and its JSON exist only when PUBLIC_DASHBOARD is "on"; otherwise they are unknown paths. */
 function whenPublic(handle: Route["handle"]): Route["handle"] {
-  return async (request, env, url) => {
+  return async (request, env, url, ctx) => {
     if (env.PUBLIC_DASHBOARD?.trim().toLowerCase() !== "on") return errorResponse(404, "not_found", "no such endpoint");
-    return handle(request, env, url);
+    return handle(request, env, url, ctx);
+  };
+}
+
+const PUBLIC_CACHE_SECONDS = 300;
+const CACHE_KEY_PARAMS = ["weeks", "format"];
+
+/**
+ * Anonymous readers are served from the Cache API for 5 minutes: they cost no D1 reads while
+ * cached. The key keeps only the parameters the route reads, so `?x=random` cannot bust it.
+ */
+function cachedForAnyone(handle: Route["handle"]): Route["handle"] {
+  return async (request, env, url, ctx) => {
+    const key = new URL(url.origin + url.pathname);
+    for (const name of CACHE_KEY_PARAMS) {
+      const value = url.searchParams.get(name);
+      if (value !== null) key.searchParams.set(name, value);
+    }
+    const cache = caches.default;
+    const hit = await cache.match(key.toString());
+    if (hit !== undefined) {
+      const response = new Response(hit.body, hit);
+      response.headers.set("X-D1-Rows-Read", "0");
+      return response;
+    }
+    const response = await handle(request, env, url, ctx);
+    if (response.status === 200) {
+      response.headers.set("Cache-Control", `public, max-age=${PUBLIC_CACHE_SECONDS}`);
+      ctx.waitUntil(cache.put(key.toString(), response.clone()));
+    }
+    return response;
   };
 }
 
@@ -181,7 +214,6 @@ const getPublicRoute = reportRoute({
   answer: ({ as_of, weeks }) => ({ as_of: asOfString(as_of), weeks: weeks.map(publicWeek) }),
   csv: (answer) => publicCsv(answer.weeks as PublicWeek[]),
   filename: "public.csv",
-  headers: { "Cache-Control": "public, max-age=300" },
 });
 
 /** The hourly job; a RETENTION_DAYS that is not an integer of at least 31 changes nothing. */
@@ -210,32 +242,36 @@ const ROUTES: Record<string, Route> = {
   "/v1/stats/daily": { methods: ["GET"], handle: withStatsAuth(getDailyRoute) },
   "/v1/stats/weekly": { methods: ["GET"], handle: withStatsAuth(getWeeklyRoute) },
   "/v1/stats/cohorts": { methods: ["GET"], handle: withStatsAuth(getCohortsRoute) },
-  "/v1/public": { methods: ["GET"], handle: whenPublic(getPublicRoute) },
+  "/v1/public": { methods: ["GET"], handle: whenPublic(cachedForAnyone(getPublicRoute)) },
   "/dashboard": { methods: ["GET"], handle: async () => page("private") },
   "/dashboard.js": { methods: ["GET"], handle: async () => script() },
   "/dashboard.css": { methods: ["GET"], handle: async () => stylesheet() },
   "/favicon.svg": { methods: ["GET"], handle: async () => icon() },
-  "/public": { methods: ["GET"], handle: whenPublic(async () => page("public")) },
+  "/public": { methods: ["GET"], handle: whenPublic(cachedForAnyone(async () => page("public"))) },
   "/healthz": { methods: ["GET"], handle: async () => json({ ok: true }) },
 };
 
-export default {
-  async fetch(request, env): Promise<Response> {
-    try {
-      const url = new URL(request.url);
-      const route = ROUTES[url.pathname];
-      if (route === undefined) {
-        return errorResponse(404, "not_found", "no such endpoint");
-      }
-      if (!route.methods.includes(request.method)) {
-        return methodNotAllowed(route.methods);
-      }
-      return await route.handle(request, env, url);
-    } catch (error) {
-      // The error's kind only: never the request, its body or its headers.
-      console.error("internal error:", error instanceof Error ? error.name : typeof error);
-      return errorResponse(500, "internal_error", "internal error");
+async function route(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+  try {
+    const url = new URL(request.url);
+    const route = Object.hasOwn(ROUTES, url.pathname) ? ROUTES[url.pathname] : undefined;
+    if (route === undefined) {
+      return errorResponse(404, "not_found", "no such endpoint");
     }
+    if (!route.methods.includes(request.method)) {
+      return methodNotAllowed(route.methods);
+    }
+    return await route.handle(request, env, url, ctx);
+  } catch (error) {
+    // The error's kind only: never the request, its body or its headers.
+    console.error("internal error:", error instanceof Error ? error.name : typeof error);
+    return errorResponse(500, "internal_error", "internal error");
+  }
+}
+
+export default {
+  async fetch(request, env, ctx): Promise<Response> {
+    return withSecurityHeaders(await route(request, env, ctx));
   },
 
   async scheduled(controller, env, ctx): Promise<void> {

@@ -1,3 +1,4 @@
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import type { TelemetryEvent } from "../src/event";
@@ -90,7 +91,10 @@ export async function expectError(response: Response, status: number, code: stri
 /** Call the Worker's fetch handler directly, with a modified env (no token, no database ...). */
 export async function fetchWithEnv(request: Request, modified: Env): Promise<Response> {
   const { default: worker } = await import("../src/index");
-  return worker.fetch(request as unknown as Request<unknown, IncomingRequestCfProperties>, modified);
+  const ctx = createExecutionContext();
+  const response = await worker.fetch(request as unknown as Request<unknown, IncomingRequestCfProperties>, modified, ctx);
+  await waitOnExecutionContext(ctx);
+  return response;
 }
 
 /** The hourly job, run as if an hour had passed: everything posted so far is in the aggregates. */

@@ -175,24 +175,31 @@ export const CLIENT_JS = String.raw`(function () {
 
   // Shares of one dimension per week: the top values by their latest week, the rest as "other".
   function shareSeries(weeks, pick, top) {
-    var latest = weeks[weeks.length - 1];
-    var totals = {};
-    weeks.forEach(function (w) {
-      var cells = pick(w) || {};
+    // Each week's cells once (pick may build them), counted in objects without a prototype:
+    // a value named __proto__ or constructor is data like any other.
+    var picked = weeks.map(function (w) { return pick(w) || Object.create(null); });
+    var last = picked[picked.length - 1];
+    var totals = Object.create(null);
+    picked.forEach(function (cells) {
       Object.keys(cells).forEach(function (v) { totals[v] = (totals[v] || 0) + num(cells[v]); });
     });
-    var names = Object.keys(totals).filter(function (v) { return v !== "other" && totals[v] > 0; });
-    names.sort(function (a, b) { return num((pick(latest) || {})[b]) - num((pick(latest) || {})[a]) || totals[b] - totals[a] || (a < b ? -1 : 1); });
+    var names = Object.keys(totals).filter(function (v) { return v !== "other" && v !== "(other)" && totals[v] > 0; });
+    names.sort(function (a, b) { return num(own(last, b)) - num(own(last, a)) || totals[b] - totals[a] || (a < b ? -1 : 1); });
     var shown = names.slice(0, top);
+    var isShown = Object.create(null);
+    shown.forEach(function (v) { isShown[v] = true; });
     var series = shown.map(function (v, i) {
-      return { name: v, cls: "c" + (i % 7), values: weeks.map(function (w) { return num((pick(w) || {})[v]); }) };
+      return { name: v, cls: "c" + (i % 7), values: picked.map(function (cells) { return num(own(cells, v)); }) };
     });
-    var rest = weeks.map(function (w) {
-      var cells = pick(w) || {};
-      return sum(Object.keys(cells).filter(function (v) { return shown.indexOf(v) < 0; }).map(function (v) { return num(cells[v]); }));
+    var rest = picked.map(function (cells) {
+      return sum(Object.keys(cells).filter(function (v) { return !isShown[v]; }).map(function (v) { return num(cells[v]); }));
     });
     if (sum(rest) > 0) series.push({ name: "other", cls: "c7", values: rest });
     return series;
+  }
+
+  function own(cells, name) {
+    return Object.prototype.hasOwnProperty.call(cells, name) ? cells[name] : undefined;
   }
 
   function shareSection(weeks, pick, options) {
@@ -207,13 +214,16 @@ export const CLIENT_JS = String.raw`(function () {
     var summary = options.summary ? options.summary(series, latest, latestTotal)
       : lead.name + " leads with " + pct(lead.values[lead.values.length - 1] / latestTotal) + " of " + options.noun + " in " + latest.week + ".";
     // Columns: the series drawn, then any value not drawn.
+    var picked = weeks.map(function (w) { return pick(w) || Object.create(null); });
     var columns = series.map(function (x) { return x.name; });
-    weeks.forEach(function (w) {
-      Object.keys(pick(w) || {}).forEach(function (v) { if (columns.indexOf(v) < 0) columns.push(v); });
+    var seen = Object.create(null);
+    columns.forEach(function (v) { seen[v] = true; });
+    picked.forEach(function (cells) {
+      Object.keys(cells).forEach(function (v) { if (!seen[v]) { seen[v] = true; columns.push(v); } });
     });
     var rows = weeks.map(function (w, i) {
       return [w.week].concat(columns.map(function (name, k) {
-        var cell = (pick(w) || {})[name];
+        var cell = own(picked[i], name);
         return k < series.length ? series[k].values[i] : cell === undefined ? "–" : cell;
       }));
     });
@@ -267,7 +277,7 @@ export const CLIENT_JS = String.raw`(function () {
     ]);
 
     fill("python", shareSection(weeks, function (w) {
-      var cells = {};
+      var cells = Object.create(null);
       Object.keys(w.by.python).forEach(function (v) { cells[v] = w.by.python[v].returning; });
       return cells;
     }, {
@@ -306,7 +316,7 @@ export const CLIENT_JS = String.raw`(function () {
   }
 
   function activeOf(cells) {
-    var out = {};
+    var out = Object.create(null);
     Object.keys(cells).forEach(function (v) { out[v] = cells[v].active; });
     return out;
   }
