@@ -18,13 +18,14 @@ CREATE TABLE job_fence (
 
 -- Weekly figures per value keep the top 25 values of each week and dimension by active installs;
 -- the rest are one row, value '(other)', which no contract value can take (parentheses match no
--- field's pattern). Weeks written before this migration are folded the same way here.
+-- field's pattern). Weeks written before this migration are folded the same way here (ranked
+-- without an (other) row, so running these statements again changes nothing).
 INSERT INTO weekly_by (week, dimension, value, installs_active, installs_returning)
 SELECT week, dimension, '(other)', SUM(installs_active), SUM(installs_returning)
 FROM (
   SELECT week, dimension, installs_active, installs_returning,
          ROW_NUMBER() OVER (PARTITION BY week, dimension ORDER BY installs_active DESC, value) AS rank
-  FROM weekly_by
+  FROM weekly_by WHERE value <> '(other)'
 )
 WHERE rank > 25
 GROUP BY week, dimension;

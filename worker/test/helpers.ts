@@ -4,6 +4,7 @@ import { expect } from "vitest";
 import type { TelemetryEvent } from "../src/event";
 import { HOUR } from "../src/calendar";
 import { SAFETY_MARGIN, runJob } from "../src/job";
+import { insertEvent } from "../src/queries";
 import { TABLES } from "./apply-migrations";
 
 export const BASE = "http://collector.test";
@@ -108,4 +109,35 @@ export async function runJobNow(): Promise<void> {
 
 export async function statsJson(): Promise<{ as_of: string | null } & Record<string, unknown>> {
   return (await (await get("/v1/stats")).json()) as { as_of: string | null } & Record<string, unknown>;
+}
+
+// -- hand-built data sets -----------------------------------------------------------------
+
+// 2026-11-25T14:00:00Z
+export const NOW = Date.UTC(2026, 10, 25, 14) / 1000;
+/** The tables the job writes: clearing them makes the job rebuild from the raw events. */
+export const AGGREGATES = ["job_state", "installs", "sessions_hourly", "sessions_daily", "weekly", "weekly_by", "cohorts", "stats_snapshot"];
+
+/** Epoch seconds of a UTC day and hour: at("2026-12-08", 10). */
+export function at(day: string, hour = 12, minute = 0): number {
+  return Date.parse(`${day}T00:00:00Z`) / 1000 + hour * HOUR + minute * 60;
+}
+
+export async function seed(rows: { install: string; ago: number; [field: string]: string | number }[]): Promise<void> {
+  for (const { install, ago, ...fields } of rows) {
+    await insertEvent(env.DB, makeEvent({ install_id: install, ...fields }), NOW - ago);
+  }
+}
+
+/** Run the job as the cron would at `now`, as many times as it takes to catch up. */
+export async function jobUntilCaughtUp(now: number, retentionDays = 90): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if ((await runJob(env.DB, now, retentionDays)).caught_up) return;
+  }
+  throw new Error("the job did not catch up in 50 runs");
+}
+
+/** The job's time for an `as_of` of `asOf`: the cron a few minutes into the next hour. */
+export function jobTimeFor(asOf: number): number {
+  return asOf + SAFETY_MARGIN + 120;
 }

@@ -1,5 +1,5 @@
-// The hourly job on the open internet: whatever values are sent, however runs overlap or lag,
-// it completes, its aggregates stay bounded, and no figure is corrupted.
+// The hourly job as the cron runs it, and on the open internet: whatever values are sent, however
+// runs overlap or lag, it completes, its aggregates stay bounded, and no figure is corrupted.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -7,26 +7,17 @@ import { DAY, HOUR, dayNumber, mondayOf } from "../src/calendar";
 import { DIMENSIONS } from "../src/event";
 import { OTHER_VALUES, TOP_VALUES } from "../src/figures";
 import worker from "../src/index";
-import { LEASE_MS, SAFETY_MARGIN, chunkStatements, fenceStatement, readJobState, runJob, takeLease } from "../src/job";
-import { getStats, getWeekly, insertStatement } from "../src/queries";
-import { get, makeEvent, rowCount, uuid4 } from "./helpers";
+import { LEASE_MS, chunkStatements, fenceStatement, readJobState, readWatermark, runJob, takeLease } from "../src/job";
+import { getDailySessions, getStats, getWeekly, insertStatement, parseRetentionDays } from "../src/queries";
+import { NOW, get, jobTimeFor, jobUntilCaughtUp, makeEvent, rowCount, seed, snapshot, uuid4 } from "./helpers";
 
-// Wednesday 2026-11-25T14:00:00Z
-const NOW = Date.UTC(2026, 10, 25, 14) / 1000;
 const NEXT_MONDAY = (mondayOf(dayNumber(NOW)) + 7) * DAY;
-/** The cron's time a few minutes into the hour after `asOf`. */
-const jobTime = (asOf: number) => asOf + SAFETY_MARGIN + 120;
 
 async function insertAll(events: ReturnType<typeof makeEvent>[], receivedAt: (i: number) => number): Promise<void> {
   for (let i = 0; i < events.length; i += 500) {
     const slice = events.slice(i, i + 500);
     await env.DB.batch(slice.map((event, k) => insertStatement(env.DB, event, receivedAt(i + k))));
   }
-}
-
-async function catchUp(now: number, retentionDays = 90): Promise<void> {
-  for (let i = 0; i < 50; i++) if ((await runJob(env.DB, now, retentionDays)).caught_up) return;
-  throw new Error("the job did not catch up");
 }
 
 /** A value of the maximal length the contract allows, distinct for each i. */
@@ -47,7 +38,7 @@ describe("a flood of distinct, maximal values", () => {
   it("keeps the top 25 values per dimension and week, the rest under (other), in storage and answers", async () => {
     const honest = Array.from({ length: 40 }, () => makeEvent({ install_id: uuid4(), version: "0.7.0" }));
     await insertAll([...honest, ...flood], (i) => NOW - DAY + (i % 3000));
-    await catchUp(jobTime(NEXT_MONDAY));
+    await jobUntilCaughtUp(jobTimeFor(NEXT_MONDAY));
 
     const perWeek = await env.DB.prepare(
       "SELECT dimension, COUNT(*) AS n FROM weekly_by GROUP BY week, dimension ORDER BY dimension",
@@ -84,7 +75,7 @@ describe("values named like Object.prototype members", () => {
       makeEvent({ install_id: uuid4(), version, os: i === 0 ? "__proto__" : "linux" }),
     );
     await insertAll(events, (i) => NOW - DAY + i);
-    await catchUp(jobTime(NEXT_MONDAY));
+    await jobUntilCaughtUp(jobTimeFor(NEXT_MONDAY));
     const stats = (await (await get("/v1/stats")).json()) as { by: Record<string, Record<string, number>> };
     expect(stats.by.version).toEqual(Object.fromEntries(versions.map((v) => [v, 1])));
     expect(Object.getOwnPropertyNames(stats.by.os).sort()).toEqual(["__proto__", "linux"]);
@@ -109,10 +100,10 @@ describe("runs that overlap or lag", () => {
     await insertAll([makeEvent()], () => NOW - HOUR);
     const t0 = 1_000_000;
     expect(await takeLease(env.DB, "a run that died", t0)).toBe(true);
-    const blocked = await runJob(env.DB, jobTime(NOW), 90, { clock: () => t0 + 1 });
+    const blocked = await runJob(env.DB, jobTimeFor(NOW), 90, { clock: () => t0 + 1 });
     expect(blocked.ran).toBe(false);
     expect(await readJobState(env.DB)).toBeNull();
-    const later = await runJob(env.DB, jobTime(NOW), 90, { clock: () => t0 + LEASE_MS });
+    const later = await runJob(env.DB, jobTimeFor(NOW), 90, { clock: () => t0 + LEASE_MS });
     expect(later.ran).toBe(true);
     expect(later.caught_up).toBe(true);
     expect(await rowCount("job_lease")).toBe(0); // released at the end
@@ -123,7 +114,7 @@ describe("runs that overlap or lag", () => {
     await insertAll([makeEvent(), makeEvent()], (i) => NOW - DAY + i);
     const t0 = 5_000_000;
     expect(await takeLease(env.DB, "A", t0)).toBe(true); // run A starts, then stalls
-    await runJob(env.DB, jobTime(NEXT_MONDAY), 90, { clock: () => t0 + LEASE_MS, holder: "B" });
+    await runJob(env.DB, jobTimeFor(NEXT_MONDAY), 90, { clock: () => t0 + LEASE_MS, holder: "B" });
     const weekly = (await getWeekly(env.DB, 26)).weeks;
     const state = await readJobState(env.DB);
     expect(weekly[0]?.installs.active).toBe(2);
@@ -142,7 +133,7 @@ describe("runs that overlap or lag", () => {
 
   it("the watermark never moves back, even when a statement says so", async () => {
     await insertAll([makeEvent()], () => NOW - HOUR);
-    await catchUp(jobTime(NOW));
+    await jobUntilCaughtUp(jobTimeFor(NOW));
     const before = await readJobState(env.DB);
     await env.DB.batch(chunkStatements(env.DB, NOW - 3 * HOUR, NOW - 2 * HOUR, before?.started_at ?? 0));
     expect(await readJobState(env.DB)).toEqual(before);
@@ -161,7 +152,7 @@ describe("retention", () => {
       .bind(NOW - 10 * DAY, NOW - 101 * DAY)
       .run();
     let ticks = 0;
-    const report = await runJob(env.DB, jobTime(NOW), 90, { clock: () => ++ticks, budgetMs: 5, retentionBudgetMs: 100 });
+    const report = await runJob(env.DB, jobTimeFor(NOW), 90, { clock: () => ++ticks, budgetMs: 5, retentionBudgetMs: 100 });
     expect(report.caught_up).toBe(false); // the chunks ran out of their budget ...
     expect(report.chunks).toBeLessThan(10);
     expect(report.events_deleted).toBe(2); // ... and retention still had its own
@@ -173,7 +164,7 @@ describe("retention", () => {
     await insertAll([makeEvent({ install_id: gone }), makeEvent({ install_id: kept })], (i) =>
       i === 0 ? NOW - 63 * DAY : NOW - 40 * DAY,
     );
-    await catchUp(jobTime(NOW), 31);
+    await jobUntilCaughtUp(jobTimeFor(NOW), 31);
     const installs = await env.DB.prepare("SELECT install_id FROM installs").all<{ install_id: string }>();
     expect(installs.results.map((r) => r.install_id)).toEqual([kept]);
     expect(await rowCount("events")).toBe(0); // raw rows go after 31 days
@@ -184,7 +175,7 @@ describe("a run that fails", () => {
   it("logs one job: line with the error's kind, and the next run repairs", async () => {
     await insertAll([makeEvent()], () => NOW - HOUR);
     const errors = vi.spyOn(console, "error").mockImplementation(() => {});
-    const controller = createScheduledController({ scheduledTime: jobTime(NOW) * 1000, cron: "7 * * * *" });
+    const controller = createScheduledController({ scheduledTime: jobTimeFor(NOW) * 1000, cron: "7 * * * *" });
     await env.DB.prepare("ALTER TABLE stats_snapshot RENAME TO stats_snapshot_away").run();
     let lines: string[] = [];
     try {
@@ -203,5 +194,53 @@ describe("a run that fails", () => {
     await worker.scheduled(controller, env, ctx);
     await waitOnExecutionContext(ctx);
     expect((await getStats(env.DB)).figures.installs["30d"]).toBe(1);
+  });
+});
+
+describe("the scheduled handler and RETENTION_DAYS", () => {
+  it.each([
+    [undefined, 90],
+    ["", 90],
+    ["90", 90],
+    ["31", 31],
+    [" 365 ", 365],
+    ["30", null],
+    ["0", null],
+    ["-5", null],
+    ["90.5", null],
+    ["ninety", null],
+    ["1e2", null],
+  ])("RETENTION_DAYS=%j -> %j", (value, expected) => {
+    expect(parseRetentionDays(value)).toBe(expected);
+  });
+
+  it("runs the job at the controller's time and deletes raw rows past the retention only", async () => {
+    await seed([
+      { install: uuid4(), ago: 100 * DAY },
+      { install: uuid4(), ago: 95 * DAY },
+      { install: uuid4(), ago: 89 * DAY },
+      { install: uuid4(), ago: HOUR },
+    ]);
+    const controller = createScheduledController({ scheduledTime: jobTimeFor(NOW) * 1000, cron: "7 * * * *" });
+    for (let i = 0; i < 5; i++) {
+      const ctx = createExecutionContext();
+      await worker.scheduled(controller, env, ctx);
+      await waitOnExecutionContext(ctx);
+    }
+    expect(await readWatermark(env.DB)).toBe(NOW);
+    expect(await rowCount("events")).toBe(2);
+    expect(await rowCount("installs")).toBe(2);
+    const daily = await getDailySessions(env.DB, 120);
+    expect(daily.days.reduce((sum, d) => sum + d.sessions, 0)).toBe(4); // counted before they were deleted
+  });
+
+  it.each(["30", "abc", "7"])("RETENTION_DAYS=%s is a configuration error that changes nothing", async (value) => {
+    await seed([{ install: uuid4(), ago: 100 * DAY }]);
+    const before = await snapshot();
+    const controller = createScheduledController({ scheduledTime: jobTimeFor(NOW) * 1000, cron: "7 * * * *" });
+    const ctx = createExecutionContext();
+    await worker.scheduled(controller, { ...env, RETENTION_DAYS: value }, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(await snapshot()).toBe(before);
   });
 });

@@ -1,11 +1,8 @@
-// The query functions and the hourly job on hand-built data sets whose answers are written out
-// here, against real D1 with the real migrations.
-import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+// The query functions and every reporting definition, on hand-built data sets whose answers are
+// written out here, against real D1 with the real migrations.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import normalization from "../../contract/normalization.json";
 import { DAY, HOUR } from "../src/calendar";
-import worker from "../src/index";
 import { SAFETY_MARGIN, chunkEnd, chunkStatements, readJobState, readWatermark, runJob } from "../src/job";
 import {
   getCohorts,
@@ -16,35 +13,7 @@ import {
   insertStatement,
   parseRetentionDays,
 } from "../src/queries";
-import { makeEvent, rowCount, snapshot, uuid4 } from "./helpers";
-
-// 2026-11-25T14:00:00Z
-const NOW = Date.UTC(2026, 10, 25, 14) / 1000;
-const AGGREGATES = ["job_state", "installs", "sessions_hourly", "sessions_daily", "weekly", "weekly_by", "cohorts", "stats_snapshot"];
-
-/** Epoch seconds of a UTC day and hour: at("2026-12-08", 10). */
-function at(day: string, hour = 12, minute = 0): number {
-  return Date.parse(`${day}T00:00:00Z`) / 1000 + hour * HOUR + minute * 60;
-}
-
-async function seed(rows: { install: string; ago: number; [field: string]: string | number }[]): Promise<void> {
-  for (const { install, ago, ...fields } of rows) {
-    await insertEvent(env.DB, makeEvent({ install_id: install, ...fields }), NOW - ago);
-  }
-}
-
-/** Run the job as the cron would at `now`, as many times as it takes to catch up. */
-async function jobUntilCaughtUp(now: number, retentionDays = 90): Promise<void> {
-  for (let i = 0; i < 50; i++) {
-    if ((await runJob(env.DB, now, retentionDays)).caught_up) return;
-  }
-  throw new Error("the job did not catch up in 50 runs");
-}
-
-/** The job's time for an `as_of` of `asOf`: the cron a few minutes into the next hour. */
-function jobTimeFor(asOf: number): number {
-  return asOf + SAFETY_MARGIN + 120;
-}
+import { AGGREGATES, NOW, at, jobTimeFor, jobUntilCaughtUp, makeEvent, rowCount, seed, snapshot, uuid4 } from "./helpers";
 
 describe("insertEvent", () => {
   it("reports a new session and ignores a repeated one", async () => {
@@ -434,102 +403,5 @@ describe("what D1 bills", () => {
     const few = await hourlyRunReads(30);
     expect(await hourlyRunReads(900)).toBe(few); // 870 more raw rows in the window: not one more row read
     expect(few).toBeLessThan(10 * 33); // a few reads per new event and per install, nothing more
-  });
-});
-
-describe("the scheduled handler and RETENTION_DAYS", () => {
-  it.each([
-    [undefined, 90],
-    ["", 90],
-    ["90", 90],
-    ["31", 31],
-    [" 365 ", 365],
-    ["30", null],
-    ["0", null],
-    ["-5", null],
-    ["90.5", null],
-    ["ninety", null],
-    ["1e2", null],
-  ])("RETENTION_DAYS=%j -> %j", (value, expected) => {
-    expect(parseRetentionDays(value)).toBe(expected);
-  });
-
-  it("runs the job at the controller's time and deletes raw rows past the retention only", async () => {
-    await seed([
-      { install: uuid4(), ago: 100 * DAY },
-      { install: uuid4(), ago: 95 * DAY },
-      { install: uuid4(), ago: 89 * DAY },
-      { install: uuid4(), ago: HOUR },
-    ]);
-    const controller = createScheduledController({ scheduledTime: jobTimeFor(NOW) * 1000, cron: "7 * * * *" });
-    for (let i = 0; i < 5; i++) {
-      const ctx = createExecutionContext();
-      await worker.scheduled(controller, env, ctx);
-      await waitOnExecutionContext(ctx);
-    }
-    expect(await readWatermark(env.DB)).toBe(NOW);
-    expect(await rowCount("events")).toBe(2);
-    expect(await rowCount("installs")).toBe(2);
-    const daily = await getDailySessions(env.DB, 120);
-    expect(daily.days.reduce((sum, d) => sum + d.sessions, 0)).toBe(4); // counted before they were deleted
-  });
-
-  it.each(["30", "abc", "7"])("RETENTION_DAYS=%s is a configuration error that changes nothing", async (value) => {
-    await seed([{ install: uuid4(), ago: 100 * DAY }]);
-    const before = await snapshot();
-    const controller = createScheduledController({ scheduledTime: jobTimeFor(NOW) * 1000, cron: "7 * * * *" });
-    const ctx = createExecutionContext();
-    await worker.scheduled(controller, { ...env, RETENTION_DAYS: value }, ctx);
-    await waitOnExecutionContext(ctx);
-    expect(await snapshot()).toBe(before);
-  });
-});
-
-describe("migration 0002: rows stored before ingest normalised os and arch", () => {
-  const migration = env.TEST_MIGRATIONS.find((m) => m.name.startsWith("0002_"));
-
-  async function runMigration(): Promise<void> {
-    if (migration === undefined) throw new Error("migration 0002 is missing");
-    await env.DB.batch(migration.queries.map((sql) => env.DB.prepare(sql)));
-  }
-
-  it("normalises every case of contract/normalization.json in events, and again changes nothing", async () => {
-    for (const { field, sent } of normalization.cases) {
-      await insertEvent(env.DB, makeEvent({ [field]: sent, adapter: field === "os" ? "os_case" : "arch_case" }), NOW);
-    }
-    await runMigration();
-    const { results } = await env.DB.prepare("SELECT os, arch, adapter FROM events").all<Record<string, string>>();
-    const stored = (field: string) =>
-      results.filter((r) => r.adapter === `${field}_case`).map((r) => r[field]).sort();
-    for (const field of ["os", "arch"]) {
-      const expected = normalization.cases.filter((c) => c.field === field).map((c) => c.stored).sort();
-      expect(stored(field)).toEqual(expected);
-    }
-    const before = await snapshot();
-    await runMigration();
-    expect(await snapshot()).toBe(before);
-  });
-
-  it("merges rolled-up days stored under an alias into the normalised row", async () => {
-    const insert = env.DB.prepare(
-      "INSERT INTO daily_counts (day, version, python, os, arch, adapter, sessions) VALUES ('2026-01-05', '0.7.0', '3.12', ?1, ?2, 'custom_python', ?3)",
-    );
-    await env.DB.batch([
-      insert.bind("win32", "amd64", 3),
-      insert.bind("win32", "x64", 4),
-      insert.bind("win32", "x86_64", 5),
-      insert.bind("freebsd14", "amd64", 2),
-      insert.bind("freebsd", "x86_64", 1),
-      insert.bind("linux", "aarch64", 7),
-    ]);
-    await runMigration();
-    const { results } = await env.DB.prepare(
-      "SELECT os, arch, sessions FROM daily_counts ORDER BY os, arch",
-    ).all();
-    expect(results).toEqual([
-      { os: "freebsd", arch: "x86_64", sessions: 3 },
-      { os: "linux", arch: "arm64", sessions: 7 },
-      { os: "win32", arch: "x86_64", sessions: 12 },
-    ]);
   });
 });
