@@ -1,7 +1,7 @@
 // GET /dashboard (maintainers, with the stats token) and GET /public (anyone, when PUBLIC_DASHBOARD
 // is on): one HTML page each, its script and stylesheet served beside it from the Worker. No build
 // step and no request to anywhere but this origin: the Content-Security-Policy says so.
-import { CLIENT_JS } from "./client";
+import { CLIENT_JS } from "./script";
 import { STYLE_CSS } from "./style";
 
 export const CONTENT_SECURITY_POLICY = [
