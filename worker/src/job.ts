@@ -7,7 +7,7 @@
 // cross a UTC midnight, so day and week boundaries fall between chunks.
 import { DAY, HOUR, dayNumber, dayString, isoWeek, mondayOf } from "./calendar";
 import { DIMENSIONS, type Dimension } from "./event";
-import { OTHER_VALUES, type StatsFigures, TOP_VALUES, emptyFigures, topValues } from "./figures";
+import { type StatsFigures, emptyFigures, topValues } from "./figures";
 
 /**
  * Events commit to D1 a little after their received_at: the job reads only hours that ended at
@@ -26,7 +26,6 @@ export const LEASE_MS = 15 * 60_000;
 export const MIN_INSTALL_STATE_DAYS = 62;
 export const HOURLY_KEPT_DAYS = 32;
 const DELETE_SLICE = 10_000;
-const MASK_62 = "4611686018427387903"; // days_mask keeps 62 days; SQLite integers are signed 64-bit
 
 export type JobOptions = {
   /** Milliseconds, for the budgets and the lease (tests count with it). */
@@ -63,7 +62,7 @@ type Meter = { report: JobReport; clock: () => number; holder: string };
  */
 async function run(db: D1Database, meter: Meter, statements: D1PreparedStatement[]): Promise<D1Result[]> {
   if (statements.length === 0) return [];
-  const fenced = [fenceStatement(db, meter.holder), ...statements, db.prepare("DELETE FROM job_fence")];
+  const fenced = [fenceStatement(db, meter.holder), ...statements, statement(db, "DELETE FROM job_fence")];
   const results = (await db.batch(fenced)).slice(1, -1);
   results.forEach((result, i) => {
     const cost = {
@@ -80,14 +79,27 @@ async function run(db: D1Database, meter: Meter, statements: D1PreparedStatement
 }
 
 export function fenceStatement(db: D1Database, holder: string): D1PreparedStatement {
-  return db
-    .prepare("INSERT INTO job_fence (lease_held) SELECT COUNT(*) FROM job_lease WHERE id = 1 AND holder = ?1")
-    .bind(holder);
+  return statement(db, "INSERT INTO job_fence (lease_held) SELECT COUNT(*) FROM job_lease WHERE id = 1 AND holder = ?1", holder);
 }
 
-function sqlOf(statement: D1PreparedStatement | undefined): string {
-  const text = (statement as unknown as { statement?: string } | undefined)?.statement ?? "";
-  return text.replace(/\s+/g, " ").trim().slice(0, 80);
+/** The SQL and parameters of each statement the job builds, for its report and its tests (D1
+ * gives a prepared statement no getter). */
+const WRITTEN = new WeakMap<D1PreparedStatement, { sql: string; params: unknown[] }>();
+
+/** `db.prepare(sql).bind(...params)`, remembering both. */
+function statement(db: D1Database, sql: string, ...params: unknown[]): D1PreparedStatement {
+  const prepared = db.prepare(sql).bind(...params);
+  WRITTEN.set(prepared, { sql, params });
+  return prepared;
+}
+
+/** A statement the job built, as written: its SQL and the parameters bound to it. */
+export function asWritten(prepared: D1PreparedStatement | undefined): { sql: string; params: unknown[] } {
+  return (prepared && WRITTEN.get(prepared)) ?? { sql: "", params: [] };
+}
+
+function sqlOf(prepared: D1PreparedStatement | undefined): string {
+  return asWritten(prepared).sql.replace(/\s+/g, " ").trim().slice(0, 80);
 }
 
 // -- the chunk: raw events [from, to) ---------------------------------------------------------
@@ -116,22 +128,27 @@ export function chunkStatements(db: D1Database, from: number, to: number, starte
   const statements: D1PreparedStatement[] = [];
   if (to - from <= HOUR) {
     statements.push(
-      db
-        .prepare(
-          `INSERT INTO sessions_hourly (hour, sessions)
-           SELECT ?1, COUNT(*) FROM events WHERE received_at >= ?1 AND received_at < ?2
-           ON CONFLICT (hour) DO UPDATE SET sessions = excluded.sessions`,
-        )
-        .bind(from, to),
-      db
-        .prepare(
-          // The day this build began in is partial: a rebuild never lowers what an earlier build counted.
-          `INSERT INTO sessions_daily (day, sessions)
-           SELECT ?1, COALESCE(SUM(sessions), 0) FROM sessions_hourly WHERE hour >= ?2 AND hour < ?3
-           ON CONFLICT (day) DO UPDATE SET sessions =
-             CASE WHEN ?4 > ?2 THEN MAX(sessions, excluded.sessions) ELSE excluded.sessions END`,
-        )
-        .bind(dayString(day), day * DAY, (day + 1) * DAY, startedAt),
+      statement(
+        db,
+        `INSERT INTO sessions_hourly (hour, sessions)
+         SELECT ?1, COUNT(*) FROM events WHERE received_at >= ?1 AND received_at < ?2
+         ON CONFLICT (hour) DO UPDATE SET sessions = excluded.sessions`,
+        from,
+        to,
+      ),
+      // The day this build began in is partial (?4, started_at, after its midnight ?2): a rebuild
+      // never lowers what an earlier build counted.
+      statement(
+        db,
+        `INSERT INTO sessions_daily (day, sessions)
+         SELECT ?1, COALESCE(SUM(sessions), 0) FROM sessions_hourly WHERE hour >= ?2 AND hour < ?3
+         ON CONFLICT (day) DO UPDATE SET sessions =
+           CASE WHEN ?4 > ?2 THEN MAX(sessions, excluded.sessions) ELSE excluded.sessions END`,
+        dayString(day),
+        day * DAY,
+        (day + 1) * DAY,
+        startedAt,
+      ),
       installsStatement(db, from, to, day),
     );
   }
@@ -149,119 +166,169 @@ function weekClosedAt(to: number): number | null {
 }
 
 function watermarkStatement(db: D1Database, watermark: number, startedAt: number): D1PreparedStatement {
-  return db
-    .prepare(
-      // MAX: whatever happens, the watermark never moves back.
-      `INSERT INTO job_state (id, watermark, started_at) VALUES (1, ?1, ?2)
-       ON CONFLICT (id) DO UPDATE SET watermark = MAX(job_state.watermark, excluded.watermark)`,
-    )
-    .bind(watermark, startedAt);
+  // MAX: whatever happens, the watermark never moves back.
+  return statement(
+    db,
+    `INSERT INTO job_state (id, watermark, started_at) VALUES (1, ?1, ?2)
+     ON CONFLICT (id) DO UPDATE SET watermark = MAX(job_state.watermark, excluded.watermark)`,
+    watermark,
+    startedAt,
+  );
 }
 
 /**
- * Each install seen in the chunk, merged into its state. SET reads the row as it was, so the
- * order of the assignments does not matter; applying the same chunk twice changes nothing.
+ * The day mask of an install state (migration 0003): bit i set means seen on UTC day
+ * `mask_day - i`, for the DAY_MASK_DAYS days up to mask_day; 4611686018427387903 is
+ * 2^DAY_MASK_DAYS - 1 (SQLite integers are signed 64-bit). The weekly figures read 28 days of it
+ * (returning), the one-shot figure 14 from the first day, so states are kept at least 62 days.
+ */
+export const DAY_MASK_DAYS = 62;
+
+/**
+ * Each install seen in the chunk [?1, ?2) of UTC day ?3, merged into its state. SET reads the row
+ * as it was, so the order of the assignments does not matter; applying the same chunk twice
+ * changes nothing. One MAX() and bare columns: SQLite takes the values from the row with the
+ * latest received_at.
  */
 function installsStatement(db: D1Database, from: number, to: number, day: number): D1PreparedStatement {
-  const latest = DIMENSIONS.map(
-    (d) => `${d} = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.${d} ELSE installs.${d} END`,
-  ).join(",\n      ");
-  // One MAX() and bare columns: SQLite takes the dimensions from the row with the latest received_at.
-  return db
-    .prepare(
-      `INSERT INTO installs (install_id, first_day, last_seen, prev_day_last_seen, mask_day, days_mask, ${DIMENSIONS.join(", ")})
-       SELECT install_id, ?3, MAX(received_at), NULL, ?3, 1, ${DIMENSIONS.join(", ")}
-       FROM events WHERE received_at >= ?1 AND received_at < ?2 GROUP BY install_id
-       ON CONFLICT (install_id) DO UPDATE SET
-         prev_day_last_seen = CASE WHEN ?3 > installs.last_seen / ${DAY} THEN installs.last_seen
-                                   ELSE installs.prev_day_last_seen END,
-         days_mask = CASE WHEN ?3 >= installs.mask_day
-                          THEN ((installs.days_mask << (?3 - installs.mask_day)) | 1) & ${MASK_62}
-                          ELSE installs.days_mask | (1 << (installs.mask_day - ?3)) END,
-         mask_day = MAX(installs.mask_day, ?3),
-         ${latest},
-         last_seen = MAX(installs.last_seen, excluded.last_seen)`,
-    )
-    .bind(from, to, day);
+  return statement(
+    db,
+    `INSERT INTO installs (install_id, first_day, last_seen, prev_day_last_seen, mask_day, days_mask,
+                           version, python, os, arch, adapter)
+     SELECT install_id, ?3, MAX(received_at), NULL, ?3, 1, version, python, os, arch, adapter
+     FROM events WHERE received_at >= ?1 AND received_at < ?2 GROUP BY install_id
+     ON CONFLICT (install_id) DO UPDATE SET
+       prev_day_last_seen = CASE WHEN ?3 > installs.last_seen / 86400 THEN installs.last_seen
+                                 ELSE installs.prev_day_last_seen END,
+       days_mask = CASE WHEN ?3 >= installs.mask_day
+                        THEN ((installs.days_mask << (?3 - installs.mask_day)) | 1) & 4611686018427387903
+                        ELSE installs.days_mask | (1 << (installs.mask_day - ?3)) END,
+       mask_day = MAX(installs.mask_day, ?3),
+       version = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.version ELSE installs.version END,
+       python = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.python ELSE installs.python END,
+       os = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.os ELSE installs.os END,
+       arch = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.arch ELSE installs.arch END,
+       adapter = CASE WHEN excluded.last_seen >= installs.last_seen THEN excluded.adapter ELSE installs.adapter END,
+       last_seen = MAX(installs.last_seen, excluded.last_seen)`,
+    from,
+    to,
+    day,
+  );
 }
 
 // -- closing a week ---------------------------------------------------------------------------
 
-/** Seen on two or more UTC days in the 28 days ending on `lastDay` (an install active that week). */
-function returningSql(lastDay: string): string {
-  const kept = `((1 << (28 - (${lastDay} - mask_day))) - 1)`;
-  return `((days_mask & ${kept}) & ((days_mask & ${kept}) - 1)) <> 0`;
-}
-
-/** Seen on exactly one UTC day in the 14 days from its first day. */
-const ONE_SHOT_SQL = `(((days_mask >> MAX(0, mask_day - first_day - 13))
-    & ((1 << (mask_day - first_day - MAX(0, mask_day - first_day - 13) + 1)) - 1))
-  & (((days_mask >> MAX(0, mask_day - first_day - 13))
-    & ((1 << (mask_day - first_day - MAX(0, mask_day - first_day - 13) + 1)) - 1)) - 1)) = 0`;
-
 /**
  * The week that starts on Monday `monday` has just closed: its row, its rows per dimension value,
- * the cohorts it is week 1 to 8 of, and the one-shot installs of the week two before it, whose
- * 14 days are now over. Run with the install states as of the week's end. A figure that reaches
- * back before `startedAt` saw only part of its data: it is written only where none is stored.
+ * the one-shot installs of the week two before it (whose 14 days are now over), and the cohorts
+ * it is week 1 to 8 of. Run with the install states as of the week's end.
+ *
+ * One rule for a figure that reaches back before `startedAt` (where this build of the
+ * aggregates began): it saw only part of its data, so it is written only where none is stored.
+ * Each statement takes it as one parameter, `whole` (1 or 0).
+ *
+ * Returning (seen on two or more UTC days in the 28 days ending on the week's Sunday) and one-shot
+ * (seen on exactly one UTC day in the 14 days from its first day) read the day mask: with `days`
+ * the mask bits of a window, `(days & (days - 1)) <> 0` says two bits or more, `= 0` one at most.
  */
 export function weekCloseStatements(db: D1Database, monday: number, startedAt: number): D1PreparedStatement[] {
   const week = isoWeek(monday);
   const start = monday * DAY;
   const sunday = monday + 6;
-  const whole = (firstDay: number) => (firstDay * DAY >= startedAt ? "REPLACE" : "IGNORE");
-  const weekIsWhole = start >= startedAt;
+  const whole = (firstDay: number) => (firstDay * DAY >= startedAt ? 1 : 0);
+  const twoWeeksBefore = monday - 14;
   const statements = [
-    db
-      .prepare(
-        `INSERT OR ${whole(monday)} INTO weekly
-           (week, start, sessions, installs_active, installs_returning, installs_new, installs_one_shot)
-         SELECT ?1, ?2,
-           (SELECT COALESCE(SUM(sessions + sessions_rolled_up), 0) FROM sessions_daily WHERE day >= ?2 AND day <= ?3),
-           COUNT(*),
-           COALESCE(SUM(${returningSql("?5")}), 0),
-           COALESCE(SUM(first_day >= ?6), 0),
-           NULL
-         FROM installs WHERE last_seen >= ?4`,
-      )
-      .bind(week, dayString(monday), dayString(sunday), start, sunday, monday),
-    // A partial week keeps the rows per value it has, if any; a whole one replaces them.
-    db.prepare(`DELETE FROM weekly_by WHERE week = ?1 AND ${weekIsWhole ? "1" : "0"}`).bind(week),
-    // The top values by active installs; the rest as one row under OTHER_VALUES.
-    ...DIMENSIONS.map((dimension: Dimension) =>
-      db
-        .prepare(
-          `INSERT OR IGNORE INTO weekly_by (week, dimension, value, installs_active, installs_returning)
-           SELECT ?1, '${dimension}', CASE WHEN rank <= ${TOP_VALUES} THEN value ELSE '${OTHER_VALUES}' END AS folded,
-                  SUM(active), SUM(returning_installs)
-           FROM (
-             SELECT ${dimension} AS value, COUNT(*) AS active, SUM(${returningSql("?3")}) AS returning_installs,
-                    ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, ${dimension}) AS rank
-             FROM installs WHERE last_seen >= ?2 GROUP BY ${dimension}
-           )
-           GROUP BY folded`,
-        )
-        .bind(week, start, sunday),
+    statement(
+      db,
+      `WITH week_installs AS (
+         SELECT first_day, days_mask & ((1 << (28 - (?5 - mask_day))) - 1) AS last_28_days
+         FROM installs WHERE last_seen >= ?4
+       )
+       INSERT INTO weekly (week, start, sessions, installs_active, installs_returning, installs_new, installs_one_shot)
+       SELECT ?1, ?2,
+              (SELECT COALESCE(SUM(sessions + sessions_rolled_up), 0) FROM sessions_daily WHERE day >= ?2 AND day <= ?3),
+              COUNT(*),
+              COALESCE(SUM((last_28_days & (last_28_days - 1)) <> 0), 0),
+              COALESCE(SUM(first_day >= ?6), 0),
+              NULL
+       FROM week_installs WHERE true
+       ON CONFLICT (week) DO UPDATE SET
+         sessions = excluded.sessions, installs_active = excluded.installs_active,
+         installs_returning = excluded.installs_returning, installs_new = excluded.installs_new,
+         installs_one_shot = NULL
+       WHERE ?7`,
+      week,
+      dayString(monday),
+      dayString(sunday),
+      start,
+      sunday,
+      monday,
+      whole(monday),
     ),
-    db
-      .prepare(
-        `UPDATE weekly SET installs_one_shot =
-           (SELECT COUNT(*) FROM installs WHERE first_day >= ?2 AND first_day < ?2 + 7 AND ${ONE_SHOT_SQL})
-         WHERE week = ?1 AND (?3 OR installs_one_shot IS NULL)`,
-      )
-      .bind(isoWeek(monday - 14), monday - 14, (monday - 14) * DAY >= startedAt ? 1 : 0),
+    // A whole week replaces its rows per value; a partial one keeps those it has (INSERT OR IGNORE).
+    statement(db, "DELETE FROM weekly_by WHERE week = ?1 AND ?2", week, whole(monday)),
+    // Per dimension, the top values by active installs; the rest as one row, '(other)' (OTHER_VALUES).
+    statement(
+      db,
+      `WITH week_installs AS (
+         SELECT version, python, os, arch, adapter,
+                days_mask & ((1 << (28 - (?3 - mask_day))) - 1) AS last_28_days
+         FROM installs WHERE last_seen >= ?2
+       ),
+       sightings AS (
+         SELECT dimension.name AS dimension,
+                CASE dimension.name WHEN 'version' THEN version WHEN 'python' THEN python WHEN 'os' THEN os
+                                    WHEN 'arch' THEN arch ELSE adapter END AS value,
+                (last_28_days & (last_28_days - 1)) <> 0 AS is_returning
+         FROM week_installs
+         CROSS JOIN (SELECT 'version' AS name UNION ALL SELECT 'python' UNION ALL SELECT 'os'
+                     UNION ALL SELECT 'arch' UNION ALL SELECT 'adapter') AS dimension
+       ),
+       ranked AS (
+         SELECT dimension, value, COUNT(*) AS active, SUM(is_returning) AS returning_installs,
+                ROW_NUMBER() OVER (PARTITION BY dimension ORDER BY COUNT(*) DESC, value) AS rank
+         FROM sightings GROUP BY dimension, value
+       )
+       INSERT OR IGNORE INTO weekly_by (week, dimension, value, installs_active, installs_returning)
+       SELECT ?1, dimension, CASE WHEN rank <= 25 THEN value ELSE '(other)' END AS folded,
+              SUM(active), SUM(returning_installs)
+       FROM ranked GROUP BY dimension, folded`,
+      week,
+      start,
+      sunday,
+    ),
+    statement(
+      db,
+      `UPDATE weekly SET installs_one_shot = (
+         SELECT COUNT(*) FROM (
+           SELECT (days_mask >> MAX(0, mask_day - first_day - 13))
+                    & ((1 << (MIN(mask_day - first_day, 13) + 1)) - 1) AS first_14_days
+           FROM installs WHERE first_day >= ?2 AND first_day < ?2 + 7
+         )
+         WHERE (first_14_days & (first_14_days - 1)) = 0
+       )
+       WHERE week = ?1 AND (?3 OR installs_one_shot IS NULL)`,
+      isoWeek(twoWeeksBefore),
+      twoWeeksBefore,
+      whole(twoWeeksBefore),
+    ),
   ];
   for (let later = 1; later <= 8; later++) {
     const cohortMonday = monday - 7 * later;
     statements.push(
-      db
-        .prepare(
-          `INSERT OR ${whole(cohortMonday)} INTO cohorts (week, weeks_later, installs_active)
-           SELECT ?1, ?2, n FROM
-             (SELECT COUNT(*) AS n FROM installs WHERE first_day >= ?3 AND first_day < ?3 + 7 AND last_seen >= ?4)
-           WHERE EXISTS (SELECT 1 FROM weekly WHERE week = ?1)`,
-        )
-        .bind(isoWeek(cohortMonday), later, cohortMonday, start),
+      statement(
+        db,
+        `INSERT INTO cohorts (week, weeks_later, installs_active)
+         SELECT ?1, ?2, n FROM
+           (SELECT COUNT(*) AS n FROM installs WHERE first_day >= ?3 AND first_day < ?3 + 7 AND last_seen >= ?4)
+         WHERE EXISTS (SELECT 1 FROM weekly WHERE week = ?1)
+         ON CONFLICT (week, weeks_later) DO UPDATE SET installs_active = excluded.installs_active WHERE ?5`,
+        isoWeek(cohortMonday),
+        later,
+        cohortMonday,
+        start,
+        whole(cohortMonday),
+      ),
     );
   }
   return statements;
@@ -275,21 +342,27 @@ type InstallGroup = Record<Dimension, string> & { d30: number; d7: number; d1: n
 async function computeFigures(db: D1Database, meter: Meter, asOf: number): Promise<StatsFigures> {
   const since = (days: number) => asOf - days * DAY;
   const [groups, sessions] = await run(db, meter, [
-    db
-      .prepare(
-        `SELECT ${DIMENSIONS.join(", ")}, COUNT(*) AS d30, SUM(last_seen >= ?2) AS d7, SUM(last_seen >= ?3) AS d1,
-                SUM(COALESCE(prev_day_last_seen, 0) >= ?1) AS returning_30d
-         FROM installs WHERE last_seen >= ?1 AND last_seen < ?4
-         GROUP BY ${DIMENSIONS.join(", ")}`,
-      )
-      .bind(since(30), since(7), since(1), asOf),
-    db
-      .prepare(
-        `SELECT COALESCE(SUM(sessions), 0) AS d30, COALESCE(SUM(CASE WHEN hour >= ?2 THEN sessions END), 0) AS d7,
-                COALESCE(SUM(CASE WHEN hour >= ?3 THEN sessions END), 0) AS d1
-         FROM sessions_hourly WHERE hour >= ?1 AND hour < ?4`,
-      )
-      .bind(since(30), since(7), since(1), asOf),
+    statement(
+      db,
+      `SELECT version, python, os, arch, adapter, COUNT(*) AS d30, SUM(last_seen >= ?2) AS d7, SUM(last_seen >= ?3) AS d1,
+              SUM(COALESCE(prev_day_last_seen, 0) >= ?1) AS returning_30d
+       FROM installs WHERE last_seen >= ?1 AND last_seen < ?4
+       GROUP BY version, python, os, arch, adapter`,
+      since(30),
+      since(7),
+      since(1),
+      asOf,
+    ),
+    statement(
+      db,
+      `SELECT COALESCE(SUM(sessions), 0) AS d30, COALESCE(SUM(CASE WHEN hour >= ?2 THEN sessions END), 0) AS d7,
+              COALESCE(SUM(CASE WHEN hour >= ?3 THEN sessions END), 0) AS d1
+       FROM sessions_hourly WHERE hour >= ?1 AND hour < ?4`,
+      since(30),
+      since(7),
+      since(1),
+      asOf,
+    ),
   ]);
   const figures = emptyFigures();
   const counts = new Map(DIMENSIONS.map((dimension) => [dimension, new Map<string, number>()]));
@@ -325,20 +398,19 @@ async function deleteExpired(
     const oldest = await db.prepare("SELECT MIN(received_at) AS t FROM events").first<{ t: number | null }>();
     if (oldest?.t === null || oldest?.t === undefined || oldest.t >= eventsCutoff || meter.clock() > deadline) break;
     const sliceEnd = Math.min(eventsCutoff, Math.floor(oldest.t / HOUR) * HOUR + HOUR);
-    const [deleted] = await run(db, meter, [
-      db.prepare("DELETE FROM events WHERE received_at < ?1").bind(sliceEnd),
-    ]);
+    const [deleted] = await run(db, meter, [statement(db, "DELETE FROM events WHERE received_at < ?1", sliceEnd)]);
     meter.report.events_deleted += deleted?.meta.changes ?? 0;
   }
   for (;;) {
     if (meter.clock() > deadline) break;
     const [deleted] = await run(db, meter, [
-      db
-        .prepare(
-          `DELETE FROM installs WHERE install_id IN
-             (SELECT install_id FROM installs WHERE last_seen < ?1 LIMIT ${DELETE_SLICE})`,
-        )
-        .bind(installsCutoff),
+      statement(
+        db,
+        `DELETE FROM installs WHERE install_id IN
+           (SELECT install_id FROM installs WHERE last_seen < ?1 LIMIT ?2)`,
+        installsCutoff,
+        DELETE_SLICE,
+      ),
     ]);
     const changes = deleted?.meta.changes ?? 0;
     meter.report.installs_deleted += changes;
@@ -444,11 +516,9 @@ async function runChunksSnapshotRetention(
   }
   const figures = await computeFigures(db, meter, watermark);
   await run(db, meter, [
-    db
-      .prepare("INSERT OR REPLACE INTO stats_snapshot (id, as_of, figures) VALUES (1, ?1, ?2)")
-      .bind(watermark, JSON.stringify(figures)),
+    statement(db, "INSERT OR REPLACE INTO stats_snapshot (id, as_of, figures) VALUES (1, ?1, ?2)", watermark, JSON.stringify(figures)),
     watermarkStatement(db, watermark, startedAt),
-    db.prepare("DELETE FROM sessions_hourly WHERE hour < ?1").bind(watermark - HOURLY_KEPT_DAYS * DAY),
+    statement(db, "DELETE FROM sessions_hourly WHERE hour < ?1", watermark - HOURLY_KEPT_DAYS * DAY),
   ]);
   // Only what the aggregates already hold may go: nothing at or past the watermark.
   const counted = Math.min(now, watermark);

@@ -7,7 +7,16 @@ import { DAY, HOUR, dayNumber, mondayOf } from "../src/calendar";
 import { DIMENSIONS } from "../src/event";
 import { OTHER_VALUES, TOP_VALUES } from "../src/figures";
 import worker from "../src/index";
-import { LEASE_MS, chunkStatements, fenceStatement, readJobState, readWatermark, runJob, takeLease } from "../src/job";
+import {
+  LEASE_MS,
+  asWritten,
+  chunkStatements,
+  fenceStatement,
+  readJobState,
+  readWatermark,
+  runJob,
+  takeLease,
+} from "../src/job";
 import { getDailySessions, getStats, getWeekly, insertStatement, parseRetentionDays } from "../src/queries";
 import { NOW, get, jobTimeFor, jobUntilCaughtUp, makeEvent, rowCount, seed, snapshot, uuid4 } from "./helpers";
 
@@ -242,5 +251,17 @@ describe("the scheduled handler and RETENTION_DAYS", () => {
     await worker.scheduled(controller, { ...env, RETENTION_DAYS: value }, ctx);
     await waitOnExecutionContext(ctx);
     expect(await snapshot()).toBe(before);
+  });
+});
+
+describe("the job's SQL, as written", () => {
+  it("every statement of an hour's chunk and of a week's close runs under EXPLAIN exactly as its text reads", async () => {
+    const statements = chunkStatements(env.DB, NEXT_MONDAY - HOUR, NEXT_MONDAY, 0);
+    expect(statements.length).toBeGreaterThan(10); // the hour, the install merge, the week close, the watermark
+    for (const prepared of statements) {
+      const { sql, params } = asWritten(prepared);
+      expect(sql, "each statement's text is known").not.toBe("");
+      await env.DB.prepare(`EXPLAIN ${sql}`).bind(...params).all(); // compiles as written
+    }
   });
 });
