@@ -77,6 +77,8 @@ _RULE_DEBUG = "debug"
 _RULE_BACKOFF = "backoff"
 _RULE_SEND = "send"
 _RULE_ERROR = "error"
+_RULE_SHUTDOWN = "shutdown"
+_RULE_STDERR = "stderr"
 _OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
 
 _SOCKET_TIMEOUT = 2.0  # seconds, per attempt
@@ -86,6 +88,7 @@ _BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
 _BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
 
 _MAX_STATE_BYTES = 64 * 1024
+_MAX_STATE_DEPTH = 32  # JSON nested deeper is corrupt: rewriting it would recurse past the stack
 _MAX_BODY_BYTES = 1024
 _MIN_TIMESTAMP = 1.5e9
 _MAX_TIMESTAMP = 4.1e9
@@ -293,9 +296,26 @@ class _StateError(Exception):
     """The state file exists but cannot be trusted (unreadable or corrupt)."""
 
 
+class _NotDisclosed(Exception):
+    """The disclosure could not be written to stderr: this session sends nothing."""
+
+
+def _nested_too_deep(data: object) -> bool:
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (dict, list)):
+            if depth > _MAX_STATE_DEPTH:
+                return True
+            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
         raise _StateError(f"not a JSON object but {type(data).__name__}")
+    if _nested_too_deep(data):
+        raise _StateError(f"nested more than {_MAX_STATE_DEPTH} levels deep")
     version = data.get("schema_version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
         raise _StateError("schema_version is not an integer")
@@ -313,13 +333,27 @@ def _validate_state(data: object) -> "StateDict":
 
 def _read_state(path: str) -> "StateDict | None":
     """The state at *path*, None when absent; _StateError when not trustworthy."""
+    # O_NONBLOCK: a FIFO or a device named state.json must not block the host in open().
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_STATE_BYTES + 1)
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _StateError("not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # the file object closes it
+            raw = f.read(_MAX_STATE_BYTES + 1)
+    except OSError as exc:
+        raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(raw) > _MAX_STATE_BYTES:
         raise _StateError("larger than 64 KiB")
     import json
@@ -393,7 +427,10 @@ def _replace(
 
 
 def _write_state(path: str, state: "Mapping[str, object]") -> None:
-    """Atomically replace the state file (temp file, fsync, os.replace)."""
+    """Atomically replace the state file (temp file, fsync, os.replace); a symlinked state.json
+    is written through to its target, and stays a link."""
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     directory = os.path.dirname(path)
     _make_dirs(directory)
     tmp = _write_temp(directory, _state_bytes(state))
@@ -515,6 +552,8 @@ def _update_state(
                 raise
             current = {"schema_version": _STATE_SCHEMA_VERSION}
         new = change(current)
+        if new is _DELETE and os.path.islink(path):
+            new = {"schema_version": _STATE_SCHEMA_VERSION}  # forgotten through the link, which stays
         if new is _DELETE:
             try:
                 os.unlink(path)
@@ -585,6 +624,21 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
 # --------------------------------------------------------------------------
 
 
+def _write_text(stream: "TextIO", text: str) -> bool:
+    """Write and flush; a path or value the stream cannot encode is written backslash-escaped.
+    False, never an exception, when the stream is closed or fails."""
+    try:
+        try:
+            stream.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
+        stream.flush()
+        return True
+    except Exception:  # noqa: BLE001 - a closed or missing stream is the host's business
+        return False
+
+
 def _module_name() -> str:
     spec = globals().get("__spec__")
     name = getattr(spec, "name", None) or __name__
@@ -645,8 +699,8 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": f"agentsonar-telemetry/{__version__}"},
     )
     try:
+        # The status line is the answer: a body that then stalls or resets changes nothing.
         with opener.open(request, timeout=timeout) as response:
-            response.read(4096)
             return int(response.status)
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -702,6 +756,7 @@ class _Sender:
     """
 
     current: "_Sender | None" = None
+    exiting = False  # set when the exit wait starts: later sessions could not be waited for
     # Held while the sender thread imports what it needs and while it builds a TLS context, and
     # by os.fork() around the fork: a child forked in the middle would inherit half-initialised
     # modules, or OpenSSL's locks held while the CA certificates load, and hang.
@@ -798,6 +853,7 @@ class _Sender:
     @classmethod
     def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
         """Give everything pending *budget* seconds in all; what is left is one failure."""
+        cls.exiting = True
         sender = cls.current
         if sender is None:
             return
@@ -807,8 +863,11 @@ class _Sender:
         sender.hurry.set()
         with sender.lock:
             pending = list(sender.pending)
-        for delivery in pending:
-            delivery.done.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            for delivery in pending:
+                delivery.done.wait(max(0.0, deadline - time.monotonic()))
+        except KeyboardInterrupt:
+            pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
         sender.settle(pending, False)  # a no-op for those already settled
 
     @classmethod
@@ -983,13 +1042,10 @@ class Telemetry:
 
         return time.time()
 
-    def _print(self, text: str) -> None:
-        try:
-            stream = sys.stderr if self._stderr is None else self._stderr
-            stream.write(text)
-            stream.flush()
-        except Exception:  # noqa: BLE001 - a closed or missing stderr is the host's business
-            pass
+    def _print(self, text: str) -> bool:
+        """Write *text* to stderr and flush it; False when it could not be (None, closed, raising)."""
+        stream = sys.stderr if self._stderr is None else self._stderr
+        return stream is not None and _write_text(stream, text)
 
     # -- decision (no side effects) -----------------------------------------
 
@@ -1077,13 +1133,21 @@ class Telemetry:
                 _log("could not persist the telemetry choice: %r", exc)
             if not choice:
                 config_off = 'config={"telemetry": False}'
+        if env_off is None and config_off is None and (_Sender.exiting or sys.is_finalizing()):
+            # Started from an atexit handler after ours: nothing could be waited for.
+            return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
         decision = self._decide(path, env_off, config_off)
         if decision.rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
             return Session(False, decision.rule, decision.reason)
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, _RULE_ERROR, "the system clock is out of range")
-        state = self._ready_state(path, decision.state)
+        try:
+            state = self._ready_state(path, decision.state)
+        except _NotDisclosed:
+            return Session(
+                False, _RULE_STDERR, "the notice could not be shown on stderr (closed or failing): nothing is sent"
+            )
         if state is None:
             return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
         if state.get("telemetry_disabled") is True and not _env_enables(self.environ):
@@ -1132,7 +1196,7 @@ class Telemetry:
                     "telemetry_disabled": False,
                 }
                 if _create_state(path, fresh, use_links=self.use_links):
-                    self._print(_disclosure_text(path))
+                    self._disclose(path)
                     return fresh
                 state = _read_state(path)  # another process created it just now
             if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
@@ -1143,8 +1207,27 @@ class Telemetry:
         if state is None or "install_id" not in state:
             return state if state is not None and state.get("telemetry_disabled") is True else None
         if disclosed:
-            self._print(_disclosure_text(path))
+            self._disclose(path)
         return state
+
+    def _disclose(self, path: str) -> None:
+        """Print the disclosure; when it cannot reach stderr, record that it was not shown (a
+        later session with a working stderr shows it) and raise _NotDisclosed: nothing may be
+        sent unseen."""
+        if self._print(_disclosure_text(path)):
+            return
+
+        def not_shown(current: "StateDict | None") -> "StateDict | None":
+            if current is None:
+                return None
+            current["disclosure_shown"] = False
+            return current
+
+        try:
+            _update_state(path, not_shown)
+        except (OSError, _StateError) as exc:
+            _log("could not record that the disclosure was not shown: %r", exc)
+        raise _NotDisclosed
 
     # -- explicit commands (these report failure) ----------------------------------
 
@@ -1283,7 +1366,7 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
     try:
         if args.command == "status":
             result = client.status()
-            print(json.dumps(result.as_dict()) if args.json else _format_status(result), file=out)
+            _write_text(out, (json.dumps(result.as_dict()) if args.json else _format_status(result)) + "\n")
             return 0
         if args.command in ("enable", "disable", "reset"):
             action = {
@@ -1293,27 +1376,27 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
             }
             result = action[args.command]()
             done = {"enable": "persisted opt-out cleared", "disable": "telemetry disabled", "reset": "state reset"}
-            print(
-                f"{done[args.command]}: {result.state_path}; now {'on' if result.enabled else 'off'} ({result.reason})",
-                file=out,
-            )
+            state = "on" if result.enabled else "off"
+            _write_text(out, f"{done[args.command]}: {result.state_path}; now {state} ({result.reason})\n")
             return 0
         session = client.start_session(args.sdk_version, args.adapter)
         if not session.enabled:
-            print(f"not sent: {session.reason}", file=out)
+            _write_text(out, f"not sent: {session.reason}\n")
             return 0 if session.rule != _RULE_ERROR else 1
         if session.wait(args.timeout):
-            print(f"sent session {session.session_id} to {client.endpoint}", file=out)
+            _write_text(out, f"sent session {session.session_id} to {client.endpoint}\n")
             return 0
-        print(
-            f"error: the collector at {client.endpoint} did not accept the event (see backoff in status)",
-            file=sys.stderr,
+        _write_text(
+            sys.stderr, f"error: the collector at {client.endpoint} did not accept the event (see backoff in status)\n"
         )
         return 1
     except (OSError, _StateError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         where = getattr(exc, "filename", None) or client.state_path
-        print(f"error: {args.command} failed: {detail}: {where}", file=sys.stderr)
+        _write_text(sys.stderr, f"error: {args.command} failed: {detail}: {where}\n")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI prints one line, never a traceback
+        _write_text(sys.stderr, f"error: {args.command} failed: {exc.__class__.__name__}: {exc}\n")
         return 1
 
 

@@ -169,9 +169,11 @@ class RawServer:
     With *tls* (a server-side SSLContext) each connection first goes through a TLS handshake.
     """
 
-    def __init__(self, answer: bytes, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, answer: bytes, tls: ssl.SSLContext | None = None, *, hold_open: bool = False) -> None:
         self.answer = answer
         self.tls = tls
+        self.hold_open = hold_open  # keep each connection open after the answer, until close()
+        self.held: list[socket.socket] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -191,6 +193,12 @@ class RawServer:
                 continue
             self.connections += 1
             conn.settimeout(1)
+            if self.hold_open:
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)
+                    conn.sendall(self.answer)
+                self.held.append(conn)
+                continue
             with conn, contextlib.suppress(OSError):  # ssl.SSLError is an OSError
                 channel = self.tls.wrap_socket(conn, server_side=True) if self.tls else conn
                 channel.recv(65536)
@@ -199,6 +207,8 @@ class RawServer:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
+        for conn in self.held:
+            conn.close()
         self.sock.close()
 
 

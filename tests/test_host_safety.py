@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import MODULE_DIR, make_client, run_python, subprocess_env
+from conftest import MODULE_DIR, make_client, read_state, run_python, subprocess_env
 
 import agentsonar_telemetry as at
 
@@ -137,7 +137,9 @@ def test_broken_stderr_does_not_hurt(environ: dict[str, str]) -> None:
 
     environ["AGENTSONAR_TELEMETRY"] = "debug"
     session = at.Telemetry(environ, stderr=Closed()).start_session("1")  # type: ignore[arg-type]
-    assert session.rule == "debug"
+    # The notice could not reach the person: nothing is sent (or printed), and it is owed still.
+    assert (session.enabled, session.rule, session.event) == (False, "stderr", None)
+    assert read_state(Path(environ["AGENTSONAR_STATE_DIR"]))["disclosure_shown"] is False
 
 
 def test_public_api() -> None:

@@ -1,0 +1,222 @@
+"""The module in the strangest hosts: stalled answers, state files that are not files, a stderr
+that cannot be written, Ctrl-C and atexit during the exit wait, a CLI with undecodable paths.
+Each case failed before its fix; none depends on how fast the machine is."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import RawServer, make_client, read_state, run_python, write_known_state
+from pytest_httpserver import HTTPServer
+
+HOUR = 3600.0
+DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
+STALLED_202 = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+
+
+# -- the answer ------------------------------------------------------------------------------
+
+
+def test_a_202_whose_body_stalls_is_a_delivery(environ: dict[str, str], state_dir: Path) -> None:
+    """The status line is the answer: a body that never comes is not a failure, and no retry."""
+    write_known_state(state_dir)
+    server = RawServer(STALLED_202, hold_open=True)
+    try:
+        environ["AGENTSONAR_TELEMETRY_URL"] = server.url
+        client, _ = make_client(environ, timeout=30)  # a body read would wait out all of this
+        assert client.start_session("0.4.0").wait(20)
+    finally:
+        server.close()
+    assert server.connections == 1
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
+def test_a_process_that_exits_after_a_stalled_202_records_no_failure(state_dir: Path) -> None:
+    write_known_state(state_dir)
+    server = RawServer(STALLED_202, hold_open=True)
+    try:
+        code = "import agentsonar_telemetry as at; print(at.start_session('0.4.0').wait(20))"
+        result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url)
+    finally:
+        server.close()
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "True", "")
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
+# -- state files that are not what they seem -------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
+def test_a_fifo_named_state_json_is_a_state_error_not_a_hang(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    os.mkfifo(state_dir / "state.json")
+    # A blocking open() would wait for a writer for ever: the subprocess timeout would fail the test.
+    code = "import agentsonar_telemetry as at; s = at.start_session('0.4.0'); print(s.rule, s.reason)"
+    result = run_python(code, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("state_error ") and "not a regular file" in result.stdout
+    assert (state_dir / "state.json").is_fifo()  # left as it was
+
+
+def test_a_directory_named_state_json_is_a_state_error(environ: dict[str, str], state_dir: Path) -> None:
+    (state_dir / "state.json").mkdir(parents=True)
+    client, err = make_client(environ)
+    session = client.start_session("0.4.0")
+    assert (session.rule, err.getvalue()) == ("state_error", "")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_a_symlinked_state_json_is_written_through_and_stays_a_link(
+    httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    target = tmp_path / "dotfiles" / "agentsonar-state.json"
+    target.parent.mkdir()
+    state_dir.mkdir(mode=0o700)
+    (state_dir / "state.json").symlink_to(target)  # dangling until the first session
+    write_known_state(state_dir)  # through the link, as a dotfiles manager would have it
+    environ["AGENTSONAR_TELEMETRY_URL"] = httpserver.url_for("/v1/events")
+    client, _ = make_client(environ)
+    assert client.start_session("0.4.0").wait(10)
+    client.disable_persistently()
+    assert (state_dir / "state.json").is_symlink()
+    assert json.loads(target.read_text())["telemetry_disabled"] is True
+    client.reset()  # forgets the install id through the link, keeps the opt-out
+    client.enable_persistently()
+    client.reset()
+    assert (state_dir / "state.json").is_symlink()
+    assert "install_id" not in json.loads(target.read_text())
+    assert client.start_session("0.4.0").enabled  # a new install id, through the link
+    assert "install_id" in json.loads(target.read_text())
+
+
+def test_json_nested_too_deep_is_corrupt_and_disable_replaces_it(state_dir: Path) -> None:
+    state_dir.mkdir(mode=0o700)
+    deep = '{"schema_version": 1, "x": ' + "[" * 1200 + "]" * 1200 + "}"
+    (state_dir / "state.json").write_text(deep)
+    status = run_python("import agentsonar_telemetry as at; print(at.status().rule)")
+    assert (status.stdout.strip(), status.stderr) == ("state_error", "")
+    result = run_python("import sys, agentsonar_telemetry as at; sys.exit(at.main(['disable']))")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith("telemetry disabled:")
+    assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
+
+
+# -- a disclosure that really reached the person -------------------------------------------------
+
+
+def test_no_send_while_stderr_is_none_then_the_notice_and_the_send(httpserver: HTTPServer, state_dir: Path) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    url = httpserver.url_for("/v1/events")
+    code = "import sys; sys.stderr = None\nimport agentsonar_telemetry as at\ns = at.start_session('0.4.0')\nprint(s.rule)"
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=url)  # a pythonw or daemon host
+    assert result.stdout.strip() == "stderr"
+    assert read_state(state_dir)["disclosure_shown"] is False
+    assert len(httpserver.log) == 0  # nothing left the machine unannounced
+    result = run_python("import agentsonar_telemetry as at; print(at.start_session('0.4.0').wait(10))", AGENTSONAR_TELEMETRY_URL=url)
+    assert result.stdout.strip() == "True" and result.stderr.count(DISCLOSURE) == 1
+    assert read_state(state_dir)["disclosure_shown"] is True and len(httpserver.log) == 1
+
+
+def test_a_closed_stderr_sends_nothing(httpserver: HTTPServer, state_dir: Path) -> None:
+    url = httpserver.url_for("/v1/events")
+    code = "import os, sys; os.close(2)\nimport agentsonar_telemetry as at\nprint(at.start_session('0.4.0').rule)"
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=url)
+    assert result.stdout.strip() == "stderr" and len(httpserver.log) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names as bytes")
+def test_a_strict_utf8_stderr_and_an_undecodable_state_path_still_show_the_notice(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    state = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"st\xffte"))
+    code = textwrap.dedent(
+        """
+        import io, sys
+        sys.stderr = io.TextIOWrapper(sys.stderr.buffer, encoding="utf-8", errors="strict")  # as some hosts rewrap it
+        import agentsonar_telemetry as at
+        print(at.start_session('0.4.0').wait(10))
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"), AGENTSONAR_STATE_DIR=state)
+    assert result.stdout.strip() == "True"
+    assert result.stderr.count(DISCLOSURE) == 1 and "\\udcff" in result.stderr
+
+
+# -- exit: Ctrl-C, and sessions from atexit handlers ---------------------------------------------------
+
+
+def test_ctrl_c_during_the_exit_wait_prints_nothing_and_counts_one_failed_episode(
+    silent_server: object, state_dir: Path
+) -> None:
+    write_known_state(state_dir)
+    # A real SIGINT, sent once the main thread is inside the module's exit wait.
+    code = textwrap.dedent(
+        """
+        import os, signal, sys, threading
+        import agentsonar_telemetry as at
+        at.start_session("0.4.0")
+        main = threading.main_thread().ident
+        def interrupt():
+            while True:
+                frame = sys._current_frames().get(main)
+                names = []
+                while frame is not None:
+                    names.append(frame.f_code.co_name)
+                    frame = frame.f_back
+                if "wait_at_exit" in names:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                threading.Event().wait(0.001)
+        threading.Thread(target=interrupt, daemon=True).start()
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url)  # type: ignore[attr-defined]
+    assert (result.returncode, result.stderr) == (0, "")
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+
+
+def test_a_session_started_by_an_atexit_handler_after_the_exit_wait_is_off(state_dir: Path) -> None:
+    write_known_state(state_dir)
+    # Registered before the module's own handler, so it runs after it (atexit is last in, first out).
+    code = textwrap.dedent(
+        """
+        import atexit
+        def late():
+            s = at.start_session("0.4.0")
+            print(s.enabled, s.rule, flush=True)
+        atexit.register(late)
+        import agentsonar_telemetry as at
+        at.start_session("0.4.0")
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL="http://127.0.0.1:9/v1/events")
+    assert (result.stdout.strip(), result.stderr) == ("False shutdown", "")
+
+
+# -- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names as bytes")
+@pytest.mark.parametrize("command", ["status", "disable", "enable", "reset"])
+def test_the_cli_never_prints_a_traceback_for_an_undecodable_path(command: str, tmp_path: Path) -> None:
+    state = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"st\xffte"))
+    code = f"import sys, agentsonar_telemetry as at; sys.exit(at.main([{command!r}]))"
+    result = run_python(code, AGENTSONAR_STATE_DIR=state, PYTHONIOENCODING="utf-8:strict")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "\\udcff" in result.stdout
+
+
+def test_the_cli_with_an_undecodable_setting_prints_it_escaped(tmp_path: Path) -> None:
+    code = "import sys, agentsonar_telemetry as at; sys.exit(at.main(['status']))"
+    env_value = os.fsdecode(b"\xffoff")
+    result = run_python(code, AGENTSONAR_TELEMETRY=env_value, PYTHONIOENCODING="utf-8:strict")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "AGENTSONAR_TELEMETRY" in result.stdout
+
