@@ -72,12 +72,13 @@ def test_opt_outs_store_nothing_now_or_next_time(
     collector: LocalCollector, tmp_path: Path, config: dict[str, object] | None, env: dict[str, str]
 ) -> None:
     state = tmp_path / "state"
+    connections = tmp_path / "connections.log"
     before = count(collector)
-    now = run_session(state, collector.events_url, config, **env)
-    later = run_session(state, collector.events_url, None, **env)
+    now = run_session(state, collector.events_url, config, AGENTSONAR_TEST_CONNECT_LOG=str(connections), **env)
+    later = run_session(state, collector.events_url, None, AGENTSONAR_TEST_CONNECT_LOG=str(connections), **env)
     assert "send" not in (now.rule, later.rule)
     assert now.stderr == later.stderr == ""
-    time.sleep(1)  # anything in flight would have landed by now
+    assert not connections.exists()  # neither process opened a connection: nothing can be in flight
     assert count(collector) == before
     if config is not None:
         assert later.rule == "telemetry_disabled"
@@ -182,11 +183,8 @@ def test_collector_stopped_midway(tmp_path: Path) -> None:
         first = run_session(state, server.events_url)
         wait_stored(server, str(first.session_id))
         server.stop()
-        began = time.monotonic()
-        second = run_session(state, server.events_url)
-        elapsed = time.monotonic() - began
+        second = run_session(state, server.events_url)  # a refused port: bench/client.py times the exit
         assert second.rule == "send" and second.stderr == ""
-        assert elapsed < 5  # bounded: a refused port costs the exit wait at most
         saved = json.loads((state / "state.json").read_text())
         assert saved["backoff_seconds"] == at._BACKOFF_INITIAL
         third = run_session(state, server.events_url)

@@ -130,6 +130,8 @@ class SilentServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/v1/events"
         self.accepted: list[socket.socket] = []
+        self.peers: list[object] = []  # each accepted connection's client address, as accept() gave it
+        self._accepted = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -138,8 +140,20 @@ class SilentServer:
         self.sock.settimeout(0.05)
         while not self._stop.is_set():
             with contextlib.suppress(OSError):
-                conn, _ = self.sock.accept()
-                self.accepted.append(conn)
+                conn, peer = self.sock.accept()
+                with self._accepted:
+                    self.accepted.append(conn)
+                    self.peers.append(peer)
+                    self._accepted.notify_all()
+
+    def connections(self) -> int:
+        """The connections made so far, every one of them accepted: a sentinel connection goes
+        through the same backlog after them, so once it is accepted, so are they."""
+        with socket.create_connection(("127.0.0.1", self.port)) as sentinel:
+            me = sentinel.getsockname()
+            with self._accepted:
+                self._accepted.wait_for(lambda: me in self.peers, timeout=30)
+                return sum(1 for peer in self.peers if peer != me)
 
     def close(self) -> None:
         self._stop.set()

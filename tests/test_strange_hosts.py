@@ -113,12 +113,16 @@ def test_json_nested_too_deep_is_corrupt_and_disable_replaces_it(state_dir: Path
 def test_no_send_while_stderr_is_none_then_the_notice_and_the_send(httpserver: HTTPServer, state_dir: Path) -> None:
     httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
     url = httpserver.url_for("/v1/events")
-    code = "import sys; sys.stderr = None\nimport agentsonar_telemetry as at\ns = at.start_session('0.4.0')\nprint(s.rule)"
+    code = (
+        "import sys; sys.stderr = None\nimport agentsonar_telemetry as at\ns = at.start_session('0.4.0')\nprint(s.rule)"
+    )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=url)  # a pythonw or daemon host
     assert result.stdout.strip() == "stderr"
     assert read_state(state_dir)["disclosure_shown"] is False
     assert len(httpserver.log) == 0  # nothing left the machine unannounced
-    result = run_python("import agentsonar_telemetry as at; print(at.start_session('0.4.0').wait(10))", AGENTSONAR_TELEMETRY_URL=url)
+    result = run_python(
+        "import agentsonar_telemetry as at; print(at.start_session('0.4.0').wait(10))", AGENTSONAR_TELEMETRY_URL=url
+    )
     assert result.stdout.strip() == "True" and result.stderr.count(DISCLOSURE) == 1
     assert read_state(state_dir)["disclosure_shown"] is True and len(httpserver.log) == 1
 
@@ -219,4 +223,3 @@ def test_the_cli_with_an_undecodable_setting_prints_it_escaped(tmp_path: Path) -
     result = run_python(code, AGENTSONAR_TELEMETRY=env_value, PYTHONIOENCODING="utf-8:strict")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "AGENTSONAR_TELEMETRY" in result.stdout
-

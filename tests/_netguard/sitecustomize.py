@@ -2,7 +2,8 @@
 
 The module under test swallows network errors by design, so a refusal alone would
 go unnoticed; each attempt is also appended to $AGENTSONAR_TEST_NET_LOG, which
-the test suite checks after every test.
+the test suite checks after every test. With $AGENTSONAR_TEST_CONNECT_LOG set, every
+connection, loopback too, is appended there: for tests that must see none at all.
 """
 
 import os
@@ -31,6 +32,10 @@ def _audit(event: str, args: tuple) -> None:  # type: ignore[type-arg]
         host = address[0]
     else:
         return
+    connections = os.environ.get("AGENTSONAR_TEST_CONNECT_LOG")
+    if connections and event == "socket.connect":  # a test that must see no connection at all
+        with open(connections, "a", encoding="utf-8") as f:
+            f.write(f"{event} {host!r}\n")
     if not _is_loopback(host):
         log = os.environ.get("AGENTSONAR_TEST_NET_LOG")
         if log:
