@@ -41,7 +41,7 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone needs it
     from collections.abc import Callable, Mapping, Sequence
-    from typing import Any, TextIO
+    from typing import Any, ClassVar, TextIO
 
     StateDict = dict[str, Any]
 
@@ -78,6 +78,7 @@ _RULE_BACKOFF = "backoff"
 _RULE_SEND = "send"
 _RULE_ERROR = "error"
 _RULE_SHUTDOWN = "shutdown"
+_RULE_INTERPRETER = "interpreter"
 _RULE_STDERR = "stderr"
 _OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
 
@@ -717,7 +718,7 @@ def _worth_a_retry(exc: Exception) -> bool:
 class _Delivery:
     """One session's event on its way."""
 
-    __slots__ = ("body", "clock", "delivered", "done", "endpoint", "state_path", "timeout")
+    __slots__ = ("body", "clock", "delivered", "done", "endpoint", "seq", "state_path", "timeout")
 
     def __init__(
         self, endpoint: str, body: bytes, state_path: str, timeout: float, clock: "Callable[[], float]"
@@ -731,6 +732,7 @@ class _Delivery:
         self.clock = clock
         self.delivered = False
         self.done = threading.Event()
+        self.seq = 0  # its place in this process's sends (_Sender.submit)
 
     def attempt(self) -> tuple[bool, bool]:
         """(delivered, worth a retry)."""
@@ -746,104 +748,139 @@ class _Delivery:
 
 
 class _Sender:
-    """This process's one daemon thread, its queue, and its failure episodes.
+    """This interpreter's sender: a thread that exists only while it has work, its queue, and
+    its failure episodes.
 
-    Sessions only queue their event, so they pay for no thread start. The thread sends
-    them one after another. A failure is one episode per state file: it moves the backoff
-    one step and settles every event still queued for that file without touching the
-    network. At exit one budget of _EXIT_WAIT seconds covers everything pending, and
-    what is left is one failure. A forked child starts with no sender at all.
+    A session puts its event on a queue.SimpleQueue (reentrant: a signal handler may start a
+    session while the host is inside one) and starts the thread if none runs, taking no lock
+    that the thread or an interrupted caller may hold (a lock it only tries). The thread sends
+    the events one after another and ends when the queue is empty. A failure is one episode per
+    state file: it moves the backoff one step, and every event queued for that file later in
+    this process is settled without the network. At exit one budget of _EXIT_WAIT seconds
+    covers everything pending, and what is left is one failure. A forked child starts afresh.
+
+    What every session shares is made at import (_Sender.reset(), at the end of the module)
+    from the _thread built-ins, never by a first session: many threads starting their first
+    session at once find one lock, one queue, one set of hooks.
     """
 
-    current: "_Sender | None" = None
-    exiting = False  # set when the exit wait starts: later sessions could not be waited for
-    # Held while the sender thread imports what it needs and while it builds a TLS context, and
-    # by os.fork() around the fork: a child forked in the middle would inherit half-initialised
+    lock: "Any" = None  # whether a thread runs; the host's path only tries it
+    # Held while the thread imports what it needs and while it builds a TLS context, and by
+    # os.fork() around the fork: a child forked in the middle would inherit half-initialised
     # modules, or OpenSSL's locks held while the CA certificates load, and hang.
     fork_guard: "Any" = None
-    _held_for_fork = False
-
-    def __init__(self) -> None:
-        import threading
-
-        self.lock = threading.Lock()
-        self.wakeup = threading.Condition(self.lock)
-        self.hurry = threading.Event()  # set at exit: no pause before the retry
-        self.queue: list[_Delivery] = []
-        self.pending: list[_Delivery] = []  # queued or in flight, not yet settled
-        self.started = False
+    fork_holders: "ClassVar[set[int]]"  # the threads that took fork_guard for a fork
+    hurry: "Any" = None  # held until the exit wait starts: the retry's pause ends early then
+    queue: "Any" = None
+    pending: "ClassVar[dict[int, _Delivery]]"  # queued or in flight, not yet settled
+    # Per state file: the sends numbered below this were queued when its last episode failed.
+    failed_before: "ClassVar[dict[str, int]]"
+    numbers: "Any" = None  # itertools.count: next() is atomic under the GIL
+    running = False
+    exiting = False  # set when the exit wait starts: later sessions could not be waited for
 
     @classmethod
-    def submit(cls, delivery: _Delivery) -> None:
-        if cls.fork_guard is None:
-            import atexit
-            import threading
+    def reset(cls) -> None:
+        import _queue
+        import _thread
+        import itertools
 
-            cls.fork_guard = threading.Lock()
-            atexit.register(cls.wait_at_exit)
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(
-                    before=cls.before_fork,
-                    after_in_parent=cls.after_fork_in_parent,
-                    after_in_child=cls.forget_after_fork,
-                )
-        sender = cls.current
-        if sender is None:
-            sender = cls.current = cls()
-        sender._submit(delivery)
+        cls.lock = _thread.allocate_lock()
+        cls.fork_guard = _thread.allocate_lock()
+        cls.fork_holders = set()
+        cls.hurry = _thread.allocate_lock()
+        cls.hurry.acquire()
+        cls.queue = _queue.SimpleQueue()
+        cls.pending = {}
+        cls.failed_before = {}
+        cls.numbers = itertools.count()
+        cls.running = False
+        cls.exiting = False
 
-    def _submit(self, delivery: _Delivery) -> None:
-        with self.lock:
-            self.pending.append(delivery)
-            self.queue.append(delivery)
-            self.wakeup.notify()
-            if self.started:
-                return
-            self.started = True
-        import threading
+    @classmethod
+    def submit(cls, delivery: "_Delivery") -> None:
+        # Single dict and queue operations: atomic under the GIL, safe from a signal handler.
+        delivery.seq = next(cls.numbers)
+        cls.pending[id(delivery)] = delivery
+        cls.queue.put(delivery)
+        if not cls.lock.acquire(False):
+            return  # its holder (the thread, or the session this one interrupted) sees the queue
+        try:
+            if not cls.running:
+                import _thread
 
-        threading.Thread(target=self._loop, name="agentsonar-telemetry", daemon=True).start()
+                _thread.start_new_thread(cls._loop, ())
+                cls.running = True
+        finally:
+            cls.lock.release()
 
-    def _loop(self) -> None:
-        # Give the GIL back first: the host thread is waiting in Thread.start() and should
-        # return at once, not after this thread has built its first request.
-        import time
+    @classmethod
+    def _loop(cls) -> None:
+        try:
+            with cls.fork_guard:
+                import encodings.idna  # noqa: F401 - what the first connection would import
+                import errno  # noqa: F401
+                import json  # noqa: F401
+                import ssl  # noqa: F401
+                import urllib.error
+                import urllib.request  # noqa: F401
+            while True:
+                delivery = cls._next()
+                if delivery is None:
+                    return
+                if delivery.seq < cls.failed_before.get(delivery.state_path, -1):
+                    cls.settle([delivery], False)  # queued when its file's episode failed: off the network
+                    continue
+                delivered = False
+                try:
+                    delivered, retry = delivery.attempt()
+                    if not delivered and retry:
+                        if cls.hurry.acquire(timeout=_RETRY_DELAY):  # released at exit: no pause
+                            cls.hurry.release()
+                        delivered, _ = delivery.attempt()
+                except BaseException as exc:  # noqa: BLE001 - the host must never see it
+                    _log("telemetry sender crashed: %r", exc)
+                cls.settle([delivery], delivered)
+        except BaseException as exc:  # noqa: BLE001 - a thread of ours never prints a traceback
+            cls.running = False
+            _log("telemetry sender stopped: %r", exc)
 
-        time.sleep(0.001)
-        with _Sender.fork_guard:
-            import encodings.idna  # noqa: F401 - what the first connection would import
-            import errno  # noqa: F401
-            import json  # noqa: F401
-            import ssl  # noqa: F401
-            import urllib.error
-            import urllib.request  # noqa: F401
+    @classmethod
+    def _next(cls) -> "_Delivery | None":
+        """The next queued event, or None once the queue is empty and the thread may end."""
+        import _queue
+
         while True:
-            with self.lock:
-                while not self.queue:
-                    self.wakeup.wait()
-                delivery = self.queue.pop(0)
-            delivered = False
             try:
-                delivered, retry = delivery.attempt()
-                if not delivered and retry:
-                    self.hurry.wait(_RETRY_DELAY)
-                    delivered, _ = delivery.attempt()
-            except BaseException as exc:  # noqa: BLE001 - the host must never see it
-                _log("telemetry sender crashed: %r", exc)
-            self.settle([delivery], delivered)
+                delivery: _Delivery = cls.queue.get(False)
+                return delivery
+            except _queue.Empty:
+                pass
+            with cls.lock:
+                cls.running = False
+            # A session that found the lock taken just now may have queued one after our look.
+            if cls.queue.empty():
+                return None
+            with cls.lock:
+                if cls.running:
+                    return None  # a newer thread took over
+                cls.running = True
 
-    def settle(self, deliveries: "list[_Delivery]", delivered: bool) -> None:
-        """Record the outcome of *deliveries* once, whoever settles them first."""
-        with self.lock:
-            settled = [d for d in deliveries if d in self.pending]
-            if not delivered:  # the episode failed: what is queued for the same file stays off the network
-                paths = {d.state_path for d in settled}
-                settled += [d for d in self.queue if d.state_path in paths and d not in settled]
-                self.queue = [d for d in self.queue if d not in settled]
-            self.pending = [d for d in self.pending if d not in settled]
-        for path in dict.fromkeys(d.state_path for d in settled):
+    @classmethod
+    def settle(cls, deliveries: "list[_Delivery]", delivered: bool) -> None:
+        """Record the outcome of *deliveries*, each once, whoever settles them first; linear."""
+        settled = [d for d in deliveries if cls.pending.pop(id(d), None) is not None]
+        by_path: dict[str, list[_Delivery]] = {}
+        for d in settled:
+            by_path.setdefault(d.state_path, []).append(d)
+        for path, group in by_path.items():
+            recorded = cls.failed_before.get(path, -1)
+            if not delivered:
+                cls.failed_before[path] = next(cls.numbers)
+                if all(d.seq < recorded for d in group):
+                    continue  # queued before a failure already recorded: one backoff step per episode
             try:
-                _record_outcome(path, delivered, next(d for d in settled if d.state_path == path).clock())
+                _record_outcome(path, delivered, group[0].clock())
             except Exception as exc:  # noqa: BLE001
                 _log("could not record the telemetry outcome: %r", exc)
         for d in settled:
@@ -854,49 +891,79 @@ class _Sender:
     def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
         """Give everything pending *budget* seconds in all; what is left is one failure."""
         cls.exiting = True
-        sender = cls.current
-        if sender is None:
+        pending = list(cls.pending.values())
+        if not pending:
             return
         import time
 
         deadline = time.monotonic() + budget
-        sender.hurry.set()
-        with sender.lock:
-            pending = list(sender.pending)
+        try:
+            cls.hurry.release()
+        except RuntimeError:
+            pass  # released already
         try:
             for delivery in pending:
                 delivery.done.wait(max(0.0, deadline - time.monotonic()))
         except KeyboardInterrupt:
             pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
-        sender.settle(pending, False)  # a no-op for those already settled
+        cls.settle(pending, False)  # a no-op for those already settled
 
     @classmethod
     def before_fork(cls) -> None:
-        cls._held_for_fork = cls.fork_guard.acquire(timeout=2.0)
+        import _thread
+
+        if cls.fork_guard.acquire(True, 2.0):
+            cls.fork_holders.add(_thread.get_ident())
 
     @classmethod
     def after_fork_in_parent(cls) -> None:
-        if cls._held_for_fork:
-            cls._held_for_fork = False
+        import _thread
+
+        me = _thread.get_ident()
+        if me in cls.fork_holders:  # only the thread that took the guard lets it go
+            cls.fork_holders.discard(me)
             cls.fork_guard.release()
 
     @classmethod
     def forget_after_fork(cls) -> None:
         """In a forked child: the parent's sends are not ours to wait for or record.
 
-        The child drops the parent's sender (its thread does not exist here, and its lock
-        may have been held at the fork); sessions the child inherited answer wait() at once.
+        The child starts with fresh locks, queue and episodes (the parent's thread does not
+        exist here, and its locks may have been held at the fork); sessions the child
+        inherited answer wait() at once.
         """
-        import threading
+        inherited = list(cls.pending.values())
+        cls.reset()
+        if inherited:
+            import threading
 
-        cls.fork_guard, cls._held_for_fork = threading.Lock(), False
-        sender, cls.current = cls.current, None
-        if sender is None:
-            return
+            for delivery in inherited:  # a new Event: the old one's lock may have been held at the fork
+                delivery.done = threading.Event()
+                delivery.done.set()
 
-        for delivery in sender.pending:
-            delivery.done = threading.Event()
-            delivery.done.set()
+
+_INTERPRETER: "dict[str, bool]" = {}  # per interpreter (each imports the module afresh): "main"
+
+
+def _in_main_interpreter() -> bool:
+    """Whether this is the process's main interpreter. A subinterpreter (legacy, isolated, or
+    concurrent.interpreters) must end with no thread of ours: sessions there are off."""
+    if "main" not in _INTERPRETER:
+        try:
+            try:
+                interpreters = __import__("_interpreters")  # 3.13+
+            except ModuleNotFoundError:
+                interpreters = __import__("_xxsubinterpreters")  # 3.8-3.12
+        except ModuleNotFoundError:
+            _INTERPRETER["main"] = True  # a build without subinterpreters has only the main one
+        except ImportError:
+            _INTERPRETER["main"] = False  # present, but refused here: an isolated subinterpreter
+        else:
+            current, main = interpreters.get_current(), interpreters.get_main()
+            if isinstance(current, tuple):  # 3.13: (id, whence)
+                current, main = current[0], main[0]
+            _INTERPRETER["main"] = bool(current == main)
+    return _INTERPRETER["main"]
 
 
 # --------------------------------------------------------------------------
@@ -1120,6 +1187,8 @@ class Telemetry:
         env_off = _env_decision(self.environ)
         if env_off is not None and config is None:
             return Session(False, *env_off)  # the fast path: no file, no thread, no import
+        if not _in_main_interpreter():
+            return Session(False, _RULE_INTERPRETER, "not the main interpreter: no thread of ours may outlive it")
         path = self.state_path
         config_off = None
         try:
@@ -1399,6 +1468,25 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
         _write_text(sys.stderr, f"error: {args.command} failed: {exc.__class__.__name__}: {exc}\n")
         return 1
 
+
+def _install_hooks() -> None:
+    """At import, once per interpreter: the sender's shared state, the exit wait, the fork hooks."""
+    import atexit
+
+    try:
+        _Sender.reset()
+        atexit.register(_Sender.wait_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(
+                before=_Sender.before_fork,
+                after_in_parent=_Sender.after_fork_in_parent,
+                after_in_child=_Sender.forget_after_fork,
+            )
+    except Exception as exc:  # noqa: BLE001 - importing the module never fails the host: sessions answer "error"
+        _log("telemetry hooks unavailable: %r", exc)
+
+
+_install_hooks()
 
 if __name__ == "__main__":
     sys.exit(main())

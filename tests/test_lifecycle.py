@@ -304,16 +304,21 @@ def test_a_disable_between_a_sends_read_and_write_is_kept(state_dir: Path, known
     # A fresh process, so that its sender thread starts with the profile hook in place.
     code = textwrap.dedent(
         """
-        import os, threading
+        import _thread, os, sys
         import agentsonar_telemetry as at
         from test_lifecycle import in_another_thread, run_once_at
         results = []
         # The sender reads the state, then replaces it with the backoff: disable lands just before the replace.
         hook = run_once_at(os.replace, in_another_thread(at.disable_persistently, results))
-        threading.setprofile(hook)
+        start_new_thread = _thread.start_new_thread
+        def profiled(function, args):  # the sender is a _thread thread: give it the hook itself
+            def run():
+                sys.setprofile(hook)
+                function(*args)
+            return start_new_thread(run, ())
+        _thread.start_new_thread = profiled
         session = at.start_session("0.4.0")
         delivered = session.wait(10)
-        threading.setprofile(None)
         results[0].join(5)
         print(delivered, bool(hook.fired), type(results[1]).__name__)
         """

@@ -312,23 +312,40 @@ def test_exit_against_refused_port_records_backoff(state_dir: Path, known: dict[
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 
-def test_one_sender_thread_serves_every_session(
+def test_one_sender_thread_at_a_time_serves_every_session_and_none_is_left(
     httpserver: HTTPServer, state_dir: Path, known: dict[str, object]
 ) -> None:
     httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
     code = textwrap.dedent(
         """
-        import threading, agentsonar_telemetry as at
+        import _thread, threading
+        alive, most, gone = [0], [0], threading.Condition()
+        start_new_thread = _thread.start_new_thread
+        def counted(function, args):
+            def run():
+                with gone:
+                    alive[0] += 1
+                    most[0] = max(most[0], alive[0])
+                try:
+                    function(*args)
+                finally:
+                    with gone:
+                        alive[0] -= 1
+                        gone.notify_all()
+            return start_new_thread(run, ())
+        _thread.start_new_thread = counted
+        import agentsonar_telemetry as at
         sessions = [at.start_session("0.4.0") for _ in range(5)]
-        print(all(s.wait(10) for s in sessions),
-              sum(t.name == "agentsonar-telemetry" for t in threading.enumerate()),
-              " ".join(s.session_id for s in sessions))
+        delivered = all(s.wait(10) for s in sessions)
+        with gone:
+            gone.wait_for(lambda: alive[0] == 0, timeout=30)  # the thread ends once its queue is empty
+        print(delivered, most[0], alive[0], " ".join(s.session_id for s in sessions))
         """
     )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    delivered, threads, *sessions = result.stdout.split()
-    assert (delivered, threads) == ("True", "1")
+    delivered, most, alive, *sessions = result.stdout.split()
+    assert (delivered, most, alive) == ("True", "1", "0")
     assert sorted(e["session_id"] for e in events_of(httpserver)) == sorted(sessions)
 
 

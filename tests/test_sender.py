@@ -1,0 +1,180 @@
+"""The sender inside any host: a thread only while it has work, hooks made at import, a hand-off
+a signal handler may re-enter, no thread in a subinterpreter, forks from two threads at once.
+Real subinterpreters, forks and signals in fresh interpreters; each failed before the rework."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import SilentServer, read_state, run_python, write_known_state
+from pytest_httpserver import HTTPServer
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def collector(httpserver: HTTPServer) -> str:
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    return str(httpserver.url_for("/v1/events"))
+
+
+def test_a_legacy_subinterpreter_session_is_off_and_the_interpreter_ends_cleanly(
+    collector: str, state_dir: Path
+) -> None:
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import _testcapi
+        sub = (
+            "import agentsonar_telemetry as at\\n"
+            "s = at.start_session('0.4.0')\\n"
+            "print('sub', s.enabled, s.rule, flush=True)"
+        )
+        print("ran", _testcapi.run_in_subinterp(sub), flush=True)
+        import agentsonar_telemetry as at
+        print("main", at.start_session("0.4.0").wait(10), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    # Before: "Fatal Python error: Py_EndInterpreter: not the last thread", exit 134.
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.split("\n")[:3] == ["sub False interpreter", "ran 0", "main True"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="isolated subinterpreters are 3.12+")
+def test_an_isolated_subinterpreter_session_is_off_and_records_no_backoff(collector: str, state_dir: Path) -> None:
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        sub = "import agentsonar_telemetry as at\\nprint('sub', at.start_session('0.4.0').rule, flush=True)"
+        try:
+            import _interpreters as interpreters  # 3.13
+            one = interpreters.create()
+            interpreters.exec(one, sub)
+        except ImportError:
+            import _xxsubinterpreters as interpreters  # 3.12
+            one = interpreters.create(isolated=True)
+            interpreters.run_string(one, sub)
+        interpreters.destroy(one)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "sub interpreter"), result.stderr
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_no_thread_of_ours_is_left_once_delivered_so_a_later_fork_warns_nothing(
+    collector: str, state_dir: Path
+) -> None:
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import _thread, os, threading, warnings
+        warnings.simplefilter("error")  # 3.12+: forking a multi-threaded process warns
+        import agentsonar_telemetry as at
+        print(at.start_session("0.4.0").wait(10), flush=True)
+        for _ in range(30000):  # the thread ends once its queue is empty; wait for that, 30 s at most
+            if _thread._count() == 0:
+                break
+            threading.Event().wait(0.001)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), _thread._count(), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.split() == ["True", "0", "0"]
+
+
+def test_the_hooks_are_made_at_import_once_however_many_threads_start_first_sessions(
+    collector: str, state_dir: Path
+) -> None:
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import atexit, os, threading
+        calls = {"fork": 0, "atexit": 0}
+        register_at_fork, register = os.register_at_fork, atexit.register
+        def ours(function):  # other modules (random, threading) register hooks of their own
+            return getattr(function, "__qualname__", "").startswith("_Sender.")
+        def count_fork(**hooks):
+            calls["fork"] += ours(hooks.get("before"))
+            return register_at_fork(**hooks)
+        def count_exit(function, *args, **kwargs):
+            calls["atexit"] += ours(function)
+            return register(function, *args, **kwargs)
+        os.register_at_fork, atexit.register = count_fork, count_exit
+        import agentsonar_telemetry as at
+        at_import = dict(calls)
+        start = threading.Barrier(16)
+        sessions = []
+        def first_session():
+            start.wait()
+            sessions.append(at.start_session("0.4.0"))
+        threads = [threading.Thread(target=first_session) for _ in range(16)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(at_import, calls, all(s.wait(10) for s in sessions), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    hooks = "{'fork': 1, 'atexit': 1}"
+    assert result.stdout.strip() == f"{hooks} {hooks} True"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_two_threads_forking_at_once_leave_the_fork_guard_free(collector: str, state_dir: Path) -> None:
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import os, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import agentsonar_telemetry as at
+        start = threading.Barrier(2)
+        def fork_once():
+            start.wait()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        threads = [threading.Thread(target=fork_once) for _ in range(2)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        free = at._Sender.fork_guard.acquire(False)  # nobody holds it once both forks are done
+        if free:
+            at._Sender.fork_guard.release()
+        print(free, at.start_session("0.4.0").wait(10), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True"), result.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="POSIX interval timers")
+def test_sessions_from_a_1_khz_signal_handler_never_deadlock(silent_server: SilentServer, state_dir: Path) -> None:
+    write_known_state(state_dir)
+    # Every handler call lands somewhere inside the host's own start_session calls, sooner or later
+    # inside the hand-off itself. A deadlock would hang the child: its timeout fails the test.
+    code = textwrap.dedent(
+        """
+        import signal
+        import agentsonar_telemetry as at
+        from_handler = []
+        signal.signal(signal.SIGALRM, lambda *_: from_handler.append(at.start_session("0.4.0")))
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        host = [at.start_session("0.4.0") for _ in range(3000)]
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        print(sum(s.enabled for s in host) == len(host), len(from_handler) > 0, flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url, timeout=120)
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True"), result.stderr
+    assert read_state(state_dir)["backoff_seconds"] == HOUR  # thousands pending: one failed episode
