@@ -44,12 +44,14 @@ PRELUDE = f"import sys, os; sys.path[:0] = {PATHS!r}\n"
 GOALS = {
     "import_ms": 1.0,
     "first_session_ms": 10.0,
+    "first_session_bare_ms": 10.0,
     "later_session_ms": 0.3,
     "opted_out_session_ms": 0.02,
     "exit_healthy_s": 0.1,
     "exit_refused_s": 0.1,
     "exit_never_answers_s": 0.55,
     "exit_backoff_s": 0.02,
+    "exit_10000_pending_s": 0.55,
     "delivered_of_10": 10,
 }
 
@@ -190,6 +192,60 @@ OPTED_OUT_TIMING = textwrap.dedent(
     print(json.dumps(times))
     """
 )
+
+
+# The first session as a script's first line would start it: a bare interpreter (-I -S), no state
+# file yet (so the install id, the file and the disclosure), nothing imported before but the module.
+FIRST_BARE_TIMING = textwrap.dedent(
+    """
+    import time
+    import agentsonar_telemetry as at
+    t = time.perf_counter(); s = at.start_session("0.4.0"); first = time.perf_counter() - t
+    s.wait(5)
+    print(first, s.rule)
+    """
+)
+
+# 10,000 sessions pending against a collector that never answers: the exit wait and the settling
+# of all of them, measured inside the process from the end of the script to the last atexit handler.
+PENDING_EXIT = textwrap.dedent(
+    """
+    import atexit, sys, time
+    marks = {}
+    atexit.register(lambda: sys.stdout.write(f"{time.monotonic() - marks['end']}\\n"))  # runs last
+    import agentsonar_telemetry as at
+    for _ in range(10000):
+        at.start_session("0.4.0")
+    marks["end"] = time.monotonic()
+    """
+)
+
+
+def first_session_bare(runs: int, collector: Collector) -> dict[str, object]:
+    times = []
+    for _ in range(runs):
+        state_dir = tempfile.mkdtemp()  # no state: the first session of a machine
+        result = subprocess.run([*BARE, "-c", PRELUDE + FIRST_BARE_TIMING], env=base_env(state_dir, collector.url),
+                                capture_output=True, text=True, check=True, timeout=30)  # fmt: skip
+        seconds, rule = result.stdout.split()
+        assert rule == "send", result.stdout
+        times.append(float(seconds) * 1000)
+    return {"first_session_bare_ms": summary(times)}
+
+
+def pending_exit(runs: int) -> dict[str, object]:
+    silent = Silent()
+    try:
+        times = []
+        for _ in range(max(3, runs // 3)):
+            state_dir = tempfile.mkdtemp()
+            fresh_state(state_dir)
+            result = subprocess.run([sys.executable, "-c", PRELUDE + PENDING_EXIT], env=base_env(state_dir, silent.url),
+                                    capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+            times.append(float(result.stdout.strip()))
+    finally:
+        silent.close()
+    return {"exit_10000_pending_s": summary(times)}
 
 
 def session_costs(runs: int, collector: Collector) -> dict[str, object]:
@@ -348,8 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         report["import"] = import_cost(args.runs)
         print("measuring start_session() ...", file=sys.stderr)
         report.update(session_costs(args.runs, collector))
+        report.update(first_session_bare(args.runs, collector))
         print("measuring exit delays ...", file=sys.stderr)
         report.update(exit_delays(args.runs, collector))
+        print("measuring the exit with 10,000 sessions pending ...", file=sys.stderr)
+        report.update(pending_exit(args.runs))
         if not args.no_peers:
             print("measuring peers ...", file=sys.stderr)
             report["peers"] = peer_costs(args.runs, collector)
@@ -359,12 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "import_ms": report["import"]["importtime_ms"],  # type: ignore[index]
         "first_session_ms": report["first_session_ms"],
+        "first_session_bare_ms": report["first_session_bare_ms"],
         "later_session_ms": report["later_session_ms"],
         "opted_out_session_ms": report["opted_out_session_ms"],
         "exit_healthy_s": report["exit_healthy_s"],
         "exit_refused_s": report["exit_refused_s"],
         "exit_never_answers_s": report["exit_never_answers_s"],
         "exit_backoff_s": report["exit_backoff_s"],
+        "exit_10000_pending_s": report["exit_10000_pending_s"],
         "delivered_of_10": report["delivered_of_10"],
     }
     met = {}
