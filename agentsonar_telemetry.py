@@ -479,11 +479,34 @@ def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) 
         return False  # another process is creating it
 
 
-class _StateLock:
-    """O_EXCL lock file ``state.json.lock``; never taken on state.json itself.
+def _host_name() -> str:
+    if os.name == "nt":
+        return os.environ.get("COMPUTERNAME", "")
+    return os.uname().nodename
 
-    Waits at most _LOCK_WAIT_SECONDS for a live holder, then raises TimeoutError; a lock
-    older than _LOCK_STALE_SECONDS was left by a process that died holding it.
+
+def _process_gone(pid: int) -> bool:
+    """Whether no process *pid* exists here. Never on Windows, where os.kill ends the process."""
+    if os.name == "nt" or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's, say)
+    return False
+
+
+class _StateLock:
+    """O_EXCL lock file ``state.json.lock`` naming its holder (pid, host, time); never taken on
+    state.json itself.
+
+    A holder on this host whose process is gone (killed, crashed, ``os._exit`` mid-write) is
+    broken at once, with the temp files its pid left; a holder elsewhere after
+    _LOCK_STALE_SECONDS. Breaking is one breaker at a time (an O_EXCL ``.break`` file) that
+    re-reads the holder inside, so two processes are never inside at once. A live holder is
+    waited for at most _LOCK_WAIT_SECONDS, then TimeoutError.
     """
 
     def __init__(self, path: str) -> None:
@@ -493,26 +516,92 @@ class _StateLock:
         import time
 
         deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        holder = f"{os.getpid()} {_host_name()} {time.time():.3f}\n".encode("utf-8", "backslashreplace")
         while True:
             try:
-                os.close(os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                return
+                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
-                pass
-            try:
-                if time.time() - os.stat(self.lock_path).st_mtime > _LOCK_STALE_SECONDS:
-                    _unlink_quietly(self.lock_path)
+                if self._break_if_abandoned():
                     continue
-            except OSError:
-                continue  # released meanwhile: try again at once
-            if time.monotonic() > deadline:
-                import errno
+                if time.monotonic() > deadline:
+                    import errno
 
-                raise TimeoutError(errno.ETIMEDOUT, "held by another process", self.lock_path)
-            time.sleep(0.005)
+                    raise TimeoutError(errno.ETIMEDOUT, "held by another process", self.lock_path) from None
+                time.sleep(0.005)
+                continue
+            try:
+                os.write(fd, holder)
+            finally:
+                os.close(fd)
+            return
 
     def __exit__(self, *exc_info: object) -> None:
         _unlink_quietly(self.lock_path)
+
+    def _holder(self) -> "tuple[int, str, float] | None":
+        """(pid, host, mtime) of the lock as it is now; None when it is gone."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return None
+        try:
+            mtime = os.fstat(fd).st_mtime
+            fields = os.read(fd, 512).decode("utf-8", "replace").split()
+        finally:
+            os.close(fd)
+        pid = int(fields[0]) if fields and fields[0].isdigit() else 0
+        return pid, (fields[1] if len(fields) > 1 else ""), mtime
+
+    def _abandoned(self, holder: "tuple[int, str, float]") -> bool:
+        import time
+
+        pid, host, mtime = holder
+        if pid and host == _host_name() and _process_gone(pid):
+            return True
+        return time.time() - mtime > _LOCK_STALE_SECONDS  # elsewhere, or not yet named: by age
+
+    def _break_if_abandoned(self) -> bool:
+        """True when the lock is free now (released, or broken here): try again at once."""
+        try:
+            holder = self._holder()
+            if holder is None:
+                return True
+            if not self._abandoned(holder):
+                return False
+            breaker = self.lock_path + ".break"
+            try:
+                os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                import time
+
+                if time.time() - os.stat(breaker).st_mtime > _LOCK_STALE_SECONDS:
+                    _unlink_quietly(breaker)  # a breaker that died breaking
+                return False
+            try:
+                again = self._holder()  # inside: nobody else breaks, and a dead holder cannot release
+                if again is None:
+                    return True
+                if again[:2] != holder[:2] or not self._abandoned(again):
+                    return False
+                os.unlink(self.lock_path)
+                self._remove_temp_files_of(again[0])
+                return True
+            finally:
+                _unlink_quietly(breaker)
+        except OSError:
+            return False
+
+    def _remove_temp_files_of(self, pid: int) -> None:
+        directory, name = os.path.split(self.lock_path[: -len(".lock")])
+        prefix = f".{name}.{pid}."
+        try:
+            leftovers = [
+                entry for entry in os.listdir(directory) if entry.startswith(prefix) and entry.endswith(".tmp")
+            ]
+        except OSError:
+            return
+        for entry in leftovers:
+            _unlink_quietly(os.path.join(directory, entry))
 
 
 _DELETE: "StateDict" = {}  # returned by a change: delete state.json

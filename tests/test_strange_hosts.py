@@ -223,3 +223,42 @@ def test_the_cli_with_an_undecodable_setting_prints_it_escaped(tmp_path: Path) -
     result = run_python(code, AGENTSONAR_TELEMETRY=env_value, PYTHONIOENCODING="utf-8:strict")
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert "AGENTSONAR_TELEMETRY" in result.stdout
+
+
+# -- a lock left by a process that died holding it ---------------------------------------------------
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_a_lock_left_by_a_killed_process_is_broken_at_once_with_its_temp_file(
+    environ: dict[str, str], state_dir: Path
+) -> None:
+    write_known_state(state_dir)
+    # A process takes the lock, starts a write, and is killed in the middle of it (OOM, SIGKILL).
+    code = textwrap.dedent(
+        """
+        import os, signal, agentsonar_telemetry as at
+        path = os.path.join(os.environ["AGENTSONAR_STATE_DIR"], "state.json")
+        at._StateLock(path).__enter__()
+        at._write_temp(os.path.dirname(path), b'{"half": ')
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    assert run_python(code).returncode == -9
+    names = sorted(p.name for p in state_dir.iterdir())
+    assert "state.json.lock" in names and any(n.endswith(".tmp") for n in names)
+    client, err = make_client(environ)
+    session = client.start_session("0.4.0", "custom_python", {"telemetry": False})
+    assert session.rule == "config"
+    assert read_state(state_dir)["telemetry_disabled"] is True  # persisted now, not 30 s later
+    assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]  # the lock and its temp file gone
+    assert err.getvalue() == ""
+
+
+def test_a_lock_whose_holder_lives_is_never_broken(environ: dict[str, str], state_dir: Path) -> None:
+    write_known_state(state_dir)
+    lock = state_dir / "state.json.lock"
+    lock.write_text(f"{os.getpid()} {os.uname().nodename if os.name != 'nt' else ''} 1.0\n")  # this process: alive
+    client, _ = make_client(environ)
+    with pytest.raises(TimeoutError):
+        client.disable_persistently()  # waited for, then a clear failure, never two holders
+    assert lock.exists() and read_state(state_dir)["telemetry_disabled"] is False
