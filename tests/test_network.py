@@ -84,7 +84,8 @@ def test_slow_collector_within_timeout(
         return Response('{"ok": true}', status=202, content_type="application/json")
 
     httpserver.expect_request("/v1/events").respond_with_handler(slow)
-    _, delivered, _, err = send(environ, httpserver.url_for("/v1/events"))
+    # A 30 s socket timeout: the 0.5 s answer is within it on any machine.
+    _, delivered, _, err = send(environ, httpserver.url_for("/v1/events"), timeout=30)
     assert delivered and err == "" and len(httpserver.log) == 1
 
 
