@@ -840,9 +840,10 @@ class _Sender:
     """This interpreter's sender: a thread that exists only while it has work, its queue, and
     its failure episodes.
 
-    A session puts its event on a queue.SimpleQueue (reentrant: a signal handler may start a
-    session while the host is inside one) and starts the thread if none runs, taking no lock
-    that the thread or an interrupted caller may hold (a lock it only tries). The thread sends
+    A session appends its event to a deque (reentrant like queue.SimpleQueue, and a builtin:
+    a signal handler may start a session while the host is inside one) and starts the thread
+    if none runs, taking no lock that the thread or an interrupted caller may hold (a lock it
+    only tries). The thread sends
     the events one after another and ends when the queue is empty. A failure is one episode per
     state file: it moves the backoff one step, and every event queued for that file later in
     this process is settled without the network. At exit one budget of _EXIT_WAIT seconds
@@ -864,34 +865,34 @@ class _Sender:
     pending: "ClassVar[dict[int, _Delivery]]"  # queued or in flight, not yet settled
     # Per state file: the sends numbered below this were queued when its last episode failed.
     failed_before: "ClassVar[dict[str, int]]"
-    numbers: "Any" = None  # itertools.count: next() is atomic under the GIL
+    next_number = 0
     running = False
     exiting = False  # set when the exit wait starts: later sessions could not be waited for
 
     @classmethod
     def reset(cls) -> None:
-        import _queue
         import _thread
-        import itertools
 
         cls.lock = _thread.allocate_lock()
         cls.fork_guard = _thread.allocate_lock()
         cls.fork_holders = set()
         cls.hurry = _thread.allocate_lock()
         cls.hurry.acquire()
-        cls.queue = _queue.SimpleQueue()
+        cls.queue = __import__("_collections").deque()  # the builtin behind collections.deque
         cls.pending = {}
         cls.failed_before = {}
-        cls.numbers = itertools.count()
+        cls.next_number = 0
         cls.running = False
         cls.exiting = False
 
     @classmethod
     def submit(cls, delivery: "_Delivery") -> None:
-        # Single dict and queue operations: atomic under the GIL, safe from a signal handler.
-        delivery.seq = next(cls.numbers)
+        # Single dict and deque operations: atomic under the GIL, safe from a signal handler (a
+        # number taken twice by an interrupted session only makes two sends share a number).
+        delivery.seq = cls.next_number
+        cls.next_number = delivery.seq + 1
         cls.pending[id(delivery)] = delivery
-        cls.queue.put(delivery)
+        cls.queue.append(delivery)
         if not cls.lock.acquire(False):
             return  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
@@ -937,18 +938,16 @@ class _Sender:
     @classmethod
     def _next(cls) -> "_Delivery | None":
         """The next queued event, or None once the queue is empty and the thread may end."""
-        import _queue
-
         while True:
             try:
-                delivery: _Delivery = cls.queue.get(False)
+                delivery: _Delivery = cls.queue.popleft()
                 return delivery
-            except _queue.Empty:
+            except IndexError:
                 pass
             with cls.lock:
                 cls.running = False
             # A session that found the lock taken just now may have queued one after our look.
-            if cls.queue.empty():
+            if not cls.queue:
                 return None
             with cls.lock:
                 if cls.running:
@@ -965,7 +964,7 @@ class _Sender:
         for path, group in by_path.items():
             recorded = cls.failed_before.get(path, -1)
             if not delivered:
-                cls.failed_before[path] = next(cls.numbers)
+                cls.failed_before[path] = cls.next_number
                 if all(d.seq < recorded for d in group):
                     continue  # queued before a failure already recorded: one backoff step per episode
             try:
