@@ -41,9 +41,12 @@ __all__ = [
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone needs it
     from collections.abc import Callable, Mapping, Sequence
-    from typing import Any, ClassVar, TextIO
+    from typing import Any, ClassVar, Literal, TextIO
 
     StateDict = dict[str, Any]
+    # What a change to state.json returns: the state to write, None to leave the file alone,
+    # or "delete" to remove it.
+    StateChange = Callable[[StateDict | None], "StateDict | Literal['delete'] | None"]
 
 
 # --------------------------------------------------------------------------
@@ -82,23 +85,25 @@ _RULE_INTERPRETER = "interpreter"
 _RULE_STDERR = "stderr"
 _OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
 
-_SOCKET_TIMEOUT = 2.0  # seconds, per attempt
+_SOCKET_TIMEOUT = 2.0  # seconds: one deadline for each attempt's whole exchange
 _RETRY_DELAY = 0.1  # seconds before the one retry
 _EXIT_WAIT = 0.5  # seconds pending sends may delay interpreter exit, all of them together
+_FORK_WAIT = 2.0  # seconds os.fork() waits for the sender to leave what a child must not inherit
 _BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
 _BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
 
 _MAX_STATE_BYTES = 64 * 1024
 _MAX_STATE_DEPTH = 32  # JSON nested deeper is corrupt: rewriting it would recurse past the stack
-_MAX_BODY_BYTES = 1024
 _MIN_TIMESTAMP = 1.5e9
 _MAX_TIMESTAMP = 4.1e9
 _LOCK_STALE_SECONDS = 30.0
 _LOCK_WAIT_SECONDS = 0.25
+_REPLACE_TRIES = 10 if os.name == "nt" else 1  # a Windows reader holding the file blocks a replace
 
 _VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+_-")
 _NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz_")
 _HEX = frozenset("0123456789abcdef")
+_JSON_SPACE = " \t\n\r"
 # contract/normalization.json holds the same table; the collector applies it to what
 # released SDKs send raw, and a test keeps these two lines equal to it.
 _ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
@@ -118,13 +123,13 @@ def _is_version(value: object) -> bool:
     return isinstance(value, str) and 1 <= len(value) <= 32 and set(value) <= _VERSION_CHARS
 
 
-def _is_name(value: object) -> bool:
-    """``^[a-z][a-z0-9_]{0,31}$``: the adapter's rule."""
+def _is_adapter(value: object) -> bool:
+    """``^[a-z][a-z0-9_]{0,31}$``."""
     return isinstance(value, str) and 1 <= len(value) <= 32 and "a" <= value[0] <= "z" and set(value) <= _NAME_CHARS
 
 
-def _is_token(value: str) -> bool:
-    """``^[a-z0-9_]{1,16}$``: the rule for os and arch."""
+def _is_os_or_arch(value: str) -> bool:
+    """``^[a-z0-9_]{1,16}$``."""
     return 1 <= len(value) <= 16 and set(value) <= _NAME_CHARS
 
 
@@ -152,14 +157,14 @@ def _normalize_os(platform: str) -> str:
     value = platform.strip().lower()
     if value not in _OS_KEEPING_DIGITS:
         value = value.rstrip("0123456789")  # freebsd14 -> freebsd, linux2 -> linux
-    return value if _is_token(value) else "unknown"
+    return value if _is_os_or_arch(value) else "unknown"
 
 
 def _normalize_arch(machine: str) -> str:
     """``arm64`` and ``x86_64`` under one name whatever the OS calls them."""
     value = machine.strip().lower()
     value = _ARCH_ALIASES.get(value, value)
-    return value if _is_token(value) else "unknown"
+    return value if _is_os_or_arch(value) else "unknown"
 
 
 def _machine(environ: "Mapping[str, str]", platform: str) -> str:
@@ -191,9 +196,75 @@ def _build_event(
         "session_id": _new_uuid4(),
         "version": version if _is_version(version) else "unknown",
         **_platform_fields(environ),
-        "adapter": adapter if _is_name(adapter) else "unknown",
+        "adapter": adapter if _is_adapter(adapter) else "unknown",
         "timestamp": round(timestamp, 3),
     }
+
+
+# --------------------------------------------------------------------------
+# JSON without ``json``: its decoder imports ``re``, 8 ms of a first session
+# --------------------------------------------------------------------------
+
+
+def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
+    """What ``json.dumps(data)`` gives (``indent=2, sort_keys=True`` when *indent*, else compact),
+    written here for the flat objects this module writes; anything else goes to ``json`` itself."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # an interpreter without the C accelerator
+        quote = None  # type: ignore[assignment]
+    items = []
+    for key in sorted(data) if indent else data:
+        value = data[key]
+        if quote is None:
+            break
+        if isinstance(value, bool) or value is None:
+            text = {True: "true", False: "false", None: "null"}[value]
+        elif isinstance(value, str):
+            text = quote(value)
+        elif type(value) in (int, float) and value - value == 0:  # type: ignore[operator]  # finite
+            text = repr(value)
+        else:  # nested, non-finite or unusual: only a state another program wrote holds these
+            break
+        items.append(f"{quote(key)}{': ' if indent else ':'}{text}")
+    else:
+        if not indent:
+            return "{" + ",".join(items) + "}"
+        return "{\n  " + ",\n  ".join(items) + "\n}" if items else "{}"
+    import json
+
+    if indent:
+        return json.dumps(dict(data), indent=2, sort_keys=True)
+    return json.dumps(dict(data), separators=(",", ":"))
+
+
+def _parse_json(text: str) -> object:
+    """``json.loads(text)`` through the C scanner ``json`` itself uses, NaN and Infinity refused;
+    ValueError or RecursionError when it is not JSON."""
+    try:
+        from _json import make_scanner
+    except ImportError:
+        import json
+
+        return json.loads(text)
+
+    class Rules:  # what json.JSONDecoder hands its scanner
+        strict = True
+        object_hook = object_pairs_hook = None
+        parse_float, parse_int = float, int
+
+        @staticmethod
+        def parse_constant(name: str) -> float:
+            raise ValueError(f"{name} is not a number")
+
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = make_scanner(Rules)(text, start)  # type: ignore[arg-type]  # it reads attributes
+    except StopIteration:
+        raise ValueError("no JSON value") from None
+    if text[end:].strip(_JSON_SPACE):
+        raise ValueError("more after the JSON value")
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +272,8 @@ def _build_event(
 # --------------------------------------------------------------------------
 
 
-def _shown(value: str) -> str:
+def _abbreviated(value: str) -> str:
+    """A setting as reasons quote it: stripped, at most 40 characters."""
     value = value.strip()
     return value if len(value) <= 40 else value[:37] + "..."
 
@@ -212,16 +284,16 @@ def _env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
     value = raw.strip().lower()
     if value and value not in _ON_VALUES and value != _DEBUG_VALUE:
         if value in _OFF_VALUES:
-            return _RULE_ENV, f"{_ENV_TELEMETRY}={_shown(raw)}"
-        return _RULE_ENV, f"{_ENV_TELEMETRY}={_shown(raw)} is not a recognised value, so off"
+            return _RULE_ENV, f"{_ENV_TELEMETRY}={_abbreviated(raw)}"
+        return _RULE_ENV, f"{_ENV_TELEMETRY}={_abbreviated(raw)} is not a recognised value, so off"
     dnt = environ.get(_ENV_DO_NOT_TRACK, "")
     if dnt.strip().lower() not in _DO_NOT_TRACK_UNSET:
-        return _RULE_DO_NOT_TRACK, f"{_ENV_DO_NOT_TRACK}={_shown(dnt)}"
+        return _RULE_DO_NOT_TRACK, f"{_ENV_DO_NOT_TRACK}={_abbreviated(dnt)}"
     return None
 
 
-def _env_enables(environ: "Mapping[str, str]") -> bool:
-    """An on-value of ``AGENTSONAR_TELEMETRY``: it overrides a persisted opt-out (rule 4)."""
+def _env_overrides_opt_out(environ: "Mapping[str, str]") -> bool:
+    """An on-value of ``AGENTSONAR_TELEMETRY`` overrides a persisted opt-out (rule 4)."""
     return environ.get(_ENV_TELEMETRY, "").strip().lower() in _ON_VALUES
 
 
@@ -301,22 +373,16 @@ class _NotDisclosed(Exception):
     """The disclosure could not be written to stderr: this session sends nothing."""
 
 
-def _nested_too_deep(data: object) -> bool:
-    pending = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, (dict, list)):
-            if depth > _MAX_STATE_DEPTH:
-                return True
-            pending.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
-    return False
-
-
 def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
         raise _StateError(f"not a JSON object but {type(data).__name__}")
-    if _nested_too_deep(data):
-        raise _StateError(f"nested more than {_MAX_STATE_DEPTH} levels deep")
+    nested = [(value, 2) for value in data.values()]
+    while nested:  # iteratively: deep nesting is the case being caught
+        value, depth = nested.pop()
+        if isinstance(value, (dict, list)):
+            if depth > _MAX_STATE_DEPTH:
+                raise _StateError(f"nested more than {_MAX_STATE_DEPTH} levels deep")
+            nested.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
     version = data.get("schema_version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
         raise _StateError("schema_version is not an integer")
@@ -334,6 +400,8 @@ def _validate_state(data: object) -> "StateDict":
 
 def _read_state(path: str) -> "StateDict | None":
     """The state at *path*, None when absent; _StateError when not trustworthy."""
+    import stat
+
     # O_NONBLOCK: a FIFO or a device named state.json must not block the host in open().
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -343,8 +411,6 @@ def _read_state(path: str) -> "StateDict | None":
     except OSError as exc:
         raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
     try:
-        import stat
-
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _StateError("not a regular file")
         with os.fdopen(fd, "rb") as f:
@@ -357,19 +423,11 @@ def _read_state(path: str) -> "StateDict | None":
             os.close(fd)
     if len(raw) > _MAX_STATE_BYTES:
         raise _StateError("larger than 64 KiB")
-    import json
-
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = _parse_json(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _StateError("not valid JSON") from None
     return _validate_state(data)
-
-
-def _state_bytes(state: "Mapping[str, object]") -> bytes:
-    import json
-
-    return (json.dumps(dict(state), indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 def _make_dirs(directory: str) -> None:
@@ -386,13 +444,13 @@ def _make_dirs(directory: str) -> None:
     os.chmod(directory, 0o700)  # the umask may have taken bits away; it may never add any
 
 
-def _write_temp(directory: str, data: bytes) -> str:
-    """A fsynced 0600 file beside the state file; removed again on failure."""
+def _write_temp(directory: str, state: "Mapping[str, object]") -> str:
+    """A fsynced 0600 file with *state* beside the state file; removed again on failure."""
     name = os.path.join(directory, f".{_STATE_FILE_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            f.write((_json_text(state, indent=True) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
     except BaseException:
@@ -408,25 +466,6 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-def _replace(
-    src: str,
-    dst: str,
-    attempts: int = 10 if os.name == "nt" else 1,
-    replace: "Callable[[str, str], None]" = os.replace,
-) -> None:
-    # On Windows a reader holding the file open makes os.replace fail for a moment.
-    for attempt in range(attempts):
-        try:
-            replace(src, dst)
-            return
-        except PermissionError:
-            if attempt == attempts - 1:
-                raise
-            import time
-
-            time.sleep(0.01 * (attempt + 1))
-
-
 def _write_state(path: str, state: "Mapping[str, object]") -> None:
     """Atomically replace the state file (temp file, fsync, os.replace); a symlinked state.json
     is written through to its target, and stays a link."""
@@ -434,18 +473,21 @@ def _write_state(path: str, state: "Mapping[str, object]") -> None:
         path = os.path.realpath(path)
     directory = os.path.dirname(path)
     _make_dirs(directory)
-    tmp = _write_temp(directory, _state_bytes(state))
+    tmp = _write_temp(directory, state)
     try:
-        _replace(tmp, path)
+        for attempt in range(1, _REPLACE_TRIES + 1):
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:
+                if attempt == _REPLACE_TRIES:
+                    raise
+                import time
+
+                time.sleep(0.01 * attempt)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-
-
-def _link_unsupported(exc: OSError) -> bool:
-    import errno
-
-    return exc.errno in {errno.EPERM, errno.EXDEV, errno.ENOSYS, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES}
 
 
 def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) -> bool:
@@ -458,15 +500,17 @@ def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) 
     directory = os.path.dirname(path)
     _make_dirs(directory)
     if use_links and hasattr(os, "link"):
-        tmp = _write_temp(directory, _state_bytes(state))
+        import errno
+
+        tmp = _write_temp(directory, state)
         try:
             os.link(tmp, path)
             return True
         except FileExistsError:
             return False
         except OSError as exc:
-            if not _link_unsupported(exc):
-                raise
+            if exc.errno not in {errno.EPERM, errno.EXDEV, errno.ENOSYS, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES}:
+                raise  # a failure, not a file system without hard links
         finally:
             _unlink_quietly(tmp)
     try:
@@ -480,22 +524,7 @@ def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) 
 
 
 def _host_name() -> str:
-    if os.name == "nt":
-        return os.environ.get("COMPUTERNAME", "")
-    return os.uname().nodename
-
-
-def _process_gone(pid: int) -> bool:
-    """Whether no process *pid* exists here. Never on Windows, where os.kill ends the process."""
-    if os.name == "nt" or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists (another user's, say)
-    return False
+    return os.environ.get("COMPUTERNAME", "") if os.name == "nt" else os.uname().nodename
 
 
 class _StateLock:
@@ -504,9 +533,9 @@ class _StateLock:
 
     A holder on this host whose process is gone (killed, crashed, ``os._exit`` mid-write) is
     broken at once, with the temp files its pid left; a holder elsewhere after
-    _LOCK_STALE_SECONDS. Breaking is one breaker at a time (an O_EXCL ``.break`` file) that
-    re-reads the holder inside, so two processes are never inside at once. A live holder is
-    waited for at most _LOCK_WAIT_SECONDS, then TimeoutError.
+    _LOCK_STALE_SECONDS. One breaker at a time (an O_EXCL ``.break`` file) re-reads the holder
+    inside, so two processes are never inside at once. A live holder is waited for at most
+    _LOCK_WAIT_SECONDS, then TimeoutError.
     """
 
     def __init__(self, path: str) -> None:
@@ -538,37 +567,43 @@ class _StateLock:
     def __exit__(self, *exc_info: object) -> None:
         _unlink_quietly(self.lock_path)
 
-    def _holder(self) -> "tuple[int, str, float] | None":
-        """(pid, host, mtime) of the lock as it is now; None when it is gone."""
+    def _holder(self) -> "tuple[str, float] | None":
+        """What the lock file says (pid, host, time) and its age in seconds; None when it is gone."""
+        import time
+
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return None
         try:
-            mtime = os.fstat(fd).st_mtime
-            fields = os.read(fd, 512).decode("utf-8", "replace").split()
+            return os.read(fd, 512).decode("utf-8", "replace"), time.time() - os.fstat(fd).st_mtime
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _abandoned_by(holder: "tuple[str, float]") -> "int | None":
+        """The pid of a holder that will never release the lock (0: unnamed); None when it may."""
+        fields = holder[0].split()
         pid = int(fields[0]) if fields and fields[0].isdigit() else 0
-        return pid, (fields[1] if len(fields) > 1 else ""), mtime
-
-    def _abandoned(self, holder: "tuple[int, str, float]") -> bool:
-        import time
-
-        pid, host, mtime = holder
-        if pid and host == _host_name() and _process_gone(pid):
-            return True
-        return time.time() - mtime > _LOCK_STALE_SECONDS  # elsewhere, or not yet named: by age
+        if pid > 0 and len(fields) > 1 and fields[1] == _host_name() and os.name != "nt":
+            try:
+                os.kill(pid, 0)  # never on Windows, where it ends the process
+            except ProcessLookupError:
+                return pid
+            except OSError:
+                pass  # it exists (another user's, say)
+        return pid if holder[1] > _LOCK_STALE_SECONDS else None  # elsewhere, or not yet named: by age
 
     def _break_if_abandoned(self) -> bool:
         """True when the lock is free now (released, or broken here): try again at once."""
+        breaker = self.lock_path + ".break"
         try:
             holder = self._holder()
             if holder is None:
                 return True
-            if not self._abandoned(holder):
+            pid = self._abandoned_by(holder)
+            if pid is None:
                 return False
-            breaker = self.lock_path + ".break"
             try:
                 os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:
@@ -581,44 +616,26 @@ class _StateLock:
                 again = self._holder()  # inside: nobody else breaks, and a dead holder cannot release
                 if again is None:
                     return True
-                if again[:2] != holder[:2] or not self._abandoned(again):
+                if again[0] != holder[0] or self._abandoned_by(again) is None:
                     return False
                 os.unlink(self.lock_path)
-                self._remove_temp_files_of(again[0])
-                return True
             finally:
                 _unlink_quietly(breaker)
+            directory, name = os.path.split(self.lock_path[: -len(".lock")])
+            for entry in os.listdir(directory) if pid else ():
+                if entry.startswith(f".{name}.{pid}.") and entry.endswith(".tmp"):
+                    _unlink_quietly(os.path.join(directory, entry))
+            return True
         except OSError:
             return False
 
-    def _remove_temp_files_of(self, pid: int) -> None:
-        directory, name = os.path.split(self.lock_path[: -len(".lock")])
-        prefix = f".{name}.{pid}."
-        try:
-            leftovers = [
-                entry for entry in os.listdir(directory) if entry.startswith(prefix) and entry.endswith(".tmp")
-            ]
-        except OSError:
-            return
-        for entry in leftovers:
-            _unlink_quietly(os.path.join(directory, entry))
 
-
-_DELETE: "StateDict" = {}  # returned by a change: delete state.json
-
-
-def _update_state(
-    path: str,
-    change: "Callable[[StateDict | None], StateDict | None]",
-    *,
-    replace_corrupt: bool = False,
-) -> "StateDict | None":
+def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = False) -> "StateDict | None":
     """The one read-modify-write of state.json: under the lock file, re-reading inside it.
 
     *change* gets the state as it is now (None when absent; a fresh one in place of a
-    corrupt file when *replace_corrupt*, else _StateError) and returns the state to
-    write, _DELETE, or None to leave the file alone. Returns the state as left. A
-    missing state directory means there is nothing to change, unless *change* writes
+    corrupt file when *replace_corrupt*, else _StateError). Returns the state as left.
+    A missing state directory means there is nothing to change, unless *change* writes
     a state where there was none. Raises OSError when the lock cannot be had.
     """
     directory = os.path.dirname(path)
@@ -629,10 +646,8 @@ def _update_state(
             if not replace_corrupt:
                 raise
             absent = False
-        if absent:
-            new = change(None)
-            if new is None or new is _DELETE:
-                return None
+        if absent and not isinstance(change(None), dict):
+            return None
         _make_dirs(directory)  # raises when it cannot be made
     with _StateLock(path):
         try:
@@ -642,9 +657,9 @@ def _update_state(
                 raise
             current = {"schema_version": _STATE_SCHEMA_VERSION}
         new = change(current)
-        if new is _DELETE and os.path.islink(path):
+        if new == "delete" and os.path.islink(path):
             new = {"schema_version": _STATE_SCHEMA_VERSION}  # forgotten through the link, which stays
-        if new is _DELETE:
+        if new == "delete":
             try:
                 os.unlink(path)
             except FileNotFoundError:
@@ -675,16 +690,9 @@ def _in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
     return isinstance(until, (int, float)) and 0 < until - now <= _BACKOFF_MAX
 
 
-def _next_backoff(state: "Mapping[str, object]", now: float) -> dict[str, object]:
-    previous = state.get("backoff_seconds", 0)
-    seconds = _BACKOFF_INITIAL
-    if isinstance(previous, (int, float)) and previous >= _BACKOFF_INITIAL:
-        seconds = min(float(previous) * 2, _BACKOFF_MAX)
-    return {"backoff_seconds": seconds, "backoff_until": round(now + seconds, 3)}
-
-
 def _record_outcome(path: str, delivered: bool, now: float) -> None:
-    """A success clears a backoff (the common case writes nothing); a failure moves it one step."""
+    """A success clears a backoff (the common case writes nothing); a failure moves it one step:
+    an hour, doubling up to seven days."""
     if delivered:
         try:
             state = _read_state(path)
@@ -699,8 +707,12 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
         if delivered:
             current.pop("backoff_until", None)
             current.pop("backoff_seconds", None)
-        else:
-            current.update(_next_backoff(current, now))
+            return current
+        previous = current.get("backoff_seconds", 0)
+        seconds = _BACKOFF_INITIAL
+        if isinstance(previous, (int, float)) and previous >= _BACKOFF_INITIAL:
+            seconds = min(float(previous) * 2, _BACKOFF_MAX)
+        current.update(backoff_seconds=seconds, backoff_until=round(now + seconds, 3))
         return current
 
     try:
@@ -762,25 +774,94 @@ def _log(message: str, *args: object) -> None:
 
 
 def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
-    """POST *body* once; the HTTP status (a 3xx too), or an exception for no answer.
+    """POST *body* once; the status of the answer's status line (a 3xx too), or an exception
+    for no answer.
 
+    One deadline of *timeout* seconds bounds the exchange (DNS aside): each connect, send and
+    receive gets what is left of it, so a collector trickling bytes cannot hold the attempt
+    open. A status line that came is the answer, whatever the headers and body then do.
     Redirects are not followed; proxies from the environment are honoured and TLS is verified
     by urllib's defaults, read afresh for each send.
     """
+    import http.client
+    import socket
     import ssl
+    import time
     import urllib.error
     import urllib.request
+
+    deadline = time.monotonic() + timeout
+    answered: list[int] = []
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no answer within {timeout} s")
+        return remaining
+
+    class BoundedSocket(socket.socket):
+        def recv_into(self, *args: "Any") -> int:
+            self.settimeout(left())
+            return super().recv_into(*args)
+
+        def sendall(self, *args: "Any") -> None:
+            self.settimeout(left())
+            super().sendall(*args)
+
+    class BoundedTLSSocket(ssl.SSLSocket):
+        def recv_into(self, *args: "Any") -> int:
+            self.settimeout(left())
+            return super().recv_into(*args)
+
+        def send(self, *args: "Any") -> int:  # SSLSocket.sendall sends through this
+            self.settimeout(left())
+            return super().send(*args)
+
+    def bounded_connection(address: "tuple[str, int]", *args: "Any") -> socket.socket:
+        plain = socket.create_connection(address, left())
+        sock = BoundedSocket(plain.family, plain.type, plain.proto, plain.detach())
+        sock.settimeout(left())  # the TLS handshake's own deadline
+        return sock
+
+    class Response(http.client.HTTPResponse):
+        def _read_status(self) -> "Any":
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # private, 3.10 to 3.13
+            if version.startswith("HTTP/1.") and status >= 200:  # not a 100 Continue
+                answered.append(status)
+            return version, status, reason
+
+    class HTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self._create_connection = bounded_connection
+            super().connect()
+
+        def getresponse(self) -> http.client.HTTPResponse:
+            self.response_class = Response  # the collector's answer, not a proxy's to CONNECT
+            return super().getresponse()
+
+    class HTTPSConnection(HTTPConnection, http.client.HTTPSConnection):
+        pass
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: "Any") -> "Any":
+            return self.do_open(HTTPConnection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: "Any") -> "Any":
+            return self.do_open(HTTPSConnection, req, context=context)
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: "Any", **kwargs: "Any") -> None:
             return None
 
     # Building a TLS context loads the CA certificates holding OpenSSL's locks (see _Sender), so
-    # it happens here, under the fork guard, and only for https (3.12+ builds one for http too).
+    # it happens under the fork guard, and only for https (3.12+ builds one for http too).
     with _Sender.fork_guard:
-        handlers: list[Any] = [NoRedirect]
+        handlers: list[Any] = [NoRedirect, HTTPHandler]
         if endpoint[:8].lower() == "https://":
-            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+            context = ssl.create_default_context()
+            context.sslsocket_class = BoundedTLSSocket
+            handlers.append(HTTPSHandler(context=context))
         opener = urllib.request.build_opener(*handlers)
     request = urllib.request.Request(
         endpoint,
@@ -789,69 +870,82 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": f"agentsonar-telemetry/{__version__}"},
     )
     try:
-        # The status line is the answer: a body that then stalls or resets changes nothing.
         with opener.open(request, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         exc.close()
         return int(exc.code)
-
-
-def _worth_a_retry(exc: Exception) -> bool:
-    """A connection error, a timeout or a malformed answer: yes; a certificate that fails verification: no."""
-    import ssl
-
-    return not isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError)
+    except Exception:
+        if answered:  # the status line came; a reset or a stall after it changes nothing
+            return answered[-1]
+        raise
 
 
 class _Delivery:
-    """One session's event on its way."""
+    """One session's event on its way; settled once, by whoever settles it first (_Sender.settle)."""
 
-    __slots__ = ("body", "clock", "delivered", "done", "endpoint", "seq", "state_path", "timeout")
+    __slots__ = ("body", "clock", "delivered", "endpoint", "number", "settled", "state_path", "timeout", "unsettled")
 
     def __init__(
         self, endpoint: str, body: bytes, state_path: str, timeout: float, clock: "Callable[[], float]"
     ) -> None:
-        import threading
+        import _thread  # not threading: importing it costs a first session milliseconds
 
         self.endpoint = endpoint
         self.body = body
         self.state_path = state_path
         self.timeout = timeout
         self.clock = clock
-        self.delivered = False
-        self.done = threading.Event()
-        self.seq = 0  # its place in this process's sends (_Sender.submit)
+        self.delivered = self.settled = False
+        self.unsettled = _thread.allocate_lock()  # held until settled: waiting is acquiring it
+        self.unsettled.acquire()
+        self.number = 0  # its place in this process's sends (_Sender.submit)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Whether it was settled within *timeout* seconds (None: however long it takes)."""
+        import _thread
+
+        limit = -1 if timeout is None else min(max(timeout, 0.0), _thread.TIMEOUT_MAX)
+        if not self.unsettled.acquire(True, limit):
+            return False
+        self.unsettled.release()  # for the next waiter
+        return True
+
+    def settle(self, delivered: bool) -> None:
+        self.delivered, self.settled = delivered, True
+        self.unsettled.release()
 
     def attempt(self) -> tuple[bool, bool]:
-        """(delivered, worth a retry)."""
+        """(delivered, worth a retry): a connection error, a timeout, a malformed answer, 429 or a
+        5xx are; a certificate that fails verification, a 3xx or another 4xx are not."""
         try:
             status = _post_event(self.endpoint, self.body, self.timeout)
         except Exception as exc:  # noqa: BLE001 - refused, timed out, malformed: all mean "not delivered"
+            import ssl
+
             _log("telemetry send to %s failed: %r", self.endpoint, exc)
-            return False, _worth_a_retry(exc)
-        if 200 <= status <= 299:
-            return True, False
-        _log("telemetry send to %s answered %s", self.endpoint, status)
-        return False, status == 429 or 500 <= status <= 599
+            return False, not isinstance(getattr(exc, "reason", exc), ssl.SSLCertVerificationError)
+        if not 200 <= status <= 299:
+            _log("telemetry send to %s answered %s", self.endpoint, status)
+        return 200 <= status <= 299, status == 429 or 500 <= status <= 599
 
 
 class _Sender:
     """This interpreter's sender: a thread that exists only while it has work, its queue, and
     its failure episodes.
 
-    A session appends its event to a deque (reentrant like queue.SimpleQueue, and a builtin:
-    a signal handler may start a session while the host is inside one) and starts the thread
-    if none runs, taking no lock that the thread or an interrupted caller may hold (a lock it
-    only tries). The thread sends
-    the events one after another and ends when the queue is empty. A failure is one episode per
-    state file: it moves the backoff one step, and every event queued for that file later in
-    this process is settled without the network. At exit one budget of _EXIT_WAIT seconds
-    covers everything pending, and what is left is one failure. A forked child starts afresh.
+    A session appends its event to a deque (its append and popleft are reentrant, like
+    queue.SimpleQueue's put and get: a signal handler may start a session while the host is
+    inside one) and starts the thread if none runs, taking no lock that the thread or an
+    interrupted caller may hold (a lock it only tries). The thread sends the events one after
+    another and ends when the queue is empty. A failure is one episode per state file: it moves
+    the backoff one step, and every event queued for that file before it was recorded is
+    settled without the network. At exit one budget of _EXIT_WAIT seconds covers everything
+    pending, and what is left is one failure. A forked child starts afresh.
 
-    What every session shares is made at import (_Sender.reset(), at the end of the module)
-    from the _thread built-ins, never by a first session: many threads starting their first
-    session at once find one lock, one queue, one set of hooks.
+    What every session shares is made at import (the end of the module) from the _thread
+    built-ins, never by a first session: many threads starting their first session at once
+    find one lock, one queue, one set of hooks.
     """
 
     lock: "Any" = None  # whether a thread runs; the host's path only tries it
@@ -860,7 +954,7 @@ class _Sender:
     # modules, or OpenSSL's locks held while the CA certificates load, and hang.
     fork_guard: "Any" = None
     fork_holders: "ClassVar[set[int]]"  # the threads that took fork_guard for a fork
-    hurry: "Any" = None  # held until the exit wait starts: the retry's pause ends early then
+    exit_not_started: "Any" = None  # held until the exit wait starts; the retry's pause waits on it
     queue: "Any" = None
     pending: "ClassVar[dict[int, _Delivery]]"  # queued or in flight, not yet settled
     # Per state file: the sends numbered below this were queued when its last episode failed.
@@ -873,24 +967,18 @@ class _Sender:
     def reset(cls) -> None:
         import _thread
 
-        cls.lock = _thread.allocate_lock()
-        cls.fork_guard = _thread.allocate_lock()
-        cls.fork_holders = set()
-        cls.hurry = _thread.allocate_lock()
-        cls.hurry.acquire()
+        cls.lock, cls.fork_guard, cls.exit_not_started = (_thread.allocate_lock() for _ in range(3))
+        cls.exit_not_started.acquire()
+        cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
         cls.queue = __import__("_collections").deque()  # the builtin behind collections.deque
-        cls.pending = {}
-        cls.failed_before = {}
-        cls.next_number = 0
-        cls.running = False
-        cls.exiting = False
+        cls.next_number, cls.running, cls.exiting = 0, False, False
 
     @classmethod
     def submit(cls, delivery: "_Delivery") -> None:
         # Single dict and deque operations: atomic under the GIL, safe from a signal handler (a
         # number taken twice by an interrupted session only makes two sends share a number).
-        delivery.seq = cls.next_number
-        cls.next_number = delivery.seq + 1
+        delivery.number = cls.next_number
+        cls.next_number = delivery.number + 1
         cls.pending[id(delivery)] = delivery
         cls.queue.append(delivery)
         if not cls.lock.acquire(False):
@@ -909,24 +997,22 @@ class _Sender:
         try:
             with cls.fork_guard:
                 import encodings.idna  # noqa: F401 - what the first connection would import
-                import errno  # noqa: F401
-                import json  # noqa: F401
+                import http.client  # noqa: F401
                 import ssl  # noqa: F401
-                import urllib.error
                 import urllib.request  # noqa: F401
             while True:
                 delivery = cls._next()
                 if delivery is None:
                     return
-                if delivery.seq < cls.failed_before.get(delivery.state_path, -1):
+                if delivery.number < cls.failed_before.get(delivery.state_path, -1):
                     cls.settle([delivery], False)  # queued when its file's episode failed: off the network
                     continue
                 delivered = False
                 try:
                     delivered, retry = delivery.attempt()
                     if not delivered and retry:
-                        if cls.hurry.acquire(timeout=_RETRY_DELAY):  # released at exit: no pause
-                            cls.hurry.release()
+                        if cls.exit_not_started.acquire(timeout=_RETRY_DELAY):  # exiting: no pause
+                            cls.exit_not_started.release()
                         delivered, _ = delivery.attempt()
                 except BaseException as exc:  # noqa: BLE001 - the host must never see it
                     _log("telemetry sender crashed: %r", exc)
@@ -939,11 +1025,8 @@ class _Sender:
     def _next(cls) -> "_Delivery | None":
         """The next queued event, or None once the queue is empty and the thread may end."""
         while True:
-            try:
-                delivery: _Delivery = cls.queue.popleft()
-                return delivery
-            except IndexError:
-                pass
+            if cls.queue:
+                return cls.queue.popleft()  # type: ignore[no-any-return]  # only this thread pops
             with cls.lock:
                 cls.running = False
             # A session that found the lock taken just now may have queued one after our look.
@@ -965,15 +1048,14 @@ class _Sender:
             recorded = cls.failed_before.get(path, -1)
             if not delivered:
                 cls.failed_before[path] = cls.next_number
-                if all(d.seq < recorded for d in group):
+                if all(d.number < recorded for d in group):
                     continue  # queued before a failure already recorded: one backoff step per episode
             try:
                 _record_outcome(path, delivered, group[0].clock())
             except Exception as exc:  # noqa: BLE001
                 _log("could not record the telemetry outcome: %r", exc)
         for d in settled:
-            d.delivered = delivered
-            d.done.set()
+            d.settle(delivered)
 
     @classmethod
     def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
@@ -986,12 +1068,13 @@ class _Sender:
 
         deadline = time.monotonic() + budget
         try:
-            cls.hurry.release()
+            cls.exit_not_started.release()
         except RuntimeError:
             pass  # released already
         try:
             for delivery in pending:
-                delivery.done.wait(max(0.0, deadline - time.monotonic()))
+                if not delivery.wait(max(0.0, deadline - time.monotonic())):
+                    break  # the budget is spent: the rest are settled as one failure below
         except KeyboardInterrupt:
             pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
         cls.settle(pending, False)  # a no-op for those already settled
@@ -1000,7 +1083,7 @@ class _Sender:
     def before_fork(cls) -> None:
         import _thread
 
-        if cls.fork_guard.acquire(True, 2.0):
+        if cls.fork_guard.acquire(True, _FORK_WAIT):
             cls.fork_holders.add(_thread.get_ident())
 
     @classmethod
@@ -1022,36 +1105,25 @@ class _Sender:
         """
         inherited = list(cls.pending.values())
         cls.reset()
-        if inherited:
-            import threading
+        import _thread
 
-            for delivery in inherited:  # a new Event: the old one's lock may have been held at the fork
-                delivery.done = threading.Event()
-                delivery.done.set()
-
-
-_INTERPRETER: "dict[str, bool]" = {}  # per interpreter (each imports the module afresh): "main"
+        for delivery in inherited:  # a new lock, free: the old one may have been held at the fork
+            delivery.unsettled, delivery.settled = _thread.allocate_lock(), True
 
 
 def _in_main_interpreter() -> bool:
     """Whether this is the process's main interpreter. A subinterpreter (legacy, isolated, or
     concurrent.interpreters) must end with no thread of ours: sessions there are off."""
-    if "main" not in _INTERPRETER:
-        try:
-            try:
-                interpreters = __import__("_interpreters")  # 3.13+
-            except ModuleNotFoundError:
-                interpreters = __import__("_xxsubinterpreters")  # 3.8-3.12
-        except ModuleNotFoundError:
-            _INTERPRETER["main"] = True  # a build without subinterpreters has only the main one
-        except ImportError:
-            _INTERPRETER["main"] = False  # present, but refused here: an isolated subinterpreter
-        else:
-            current, main = interpreters.get_current(), interpreters.get_main()
-            if isinstance(current, tuple):  # 3.13: (id, whence)
-                current, main = current[0], main[0]
-            _INTERPRETER["main"] = bool(current == main)
-    return _INTERPRETER["main"]
+    import _thread
+
+    is_main = getattr(_thread, "_is_main_interpreter", None)  # 3.12+
+    if is_main is not None:
+        return bool(is_main())
+    try:
+        interpreters = __import__("_xxsubinterpreters")  # 3.10 and 3.11: legacy subinterpreters only
+    except ModuleNotFoundError:
+        return True  # a build without subinterpreters has only the main one
+    return bool(interpreters.get_current() == interpreters.get_main())
 
 
 # --------------------------------------------------------------------------
@@ -1090,10 +1162,9 @@ class Session:
         if delivery is None:
             return False
         try:
-            delivery.done.wait(timeout)
-        except Exception:  # noqa: BLE001
+            return delivery.wait(timeout) and delivery.delivered
+        except Exception:  # noqa: BLE001 - a timeout that is not a number
             return False
-        return delivery.delivered
 
     def __repr__(self) -> str:
         return f"Session(enabled={self.enabled!r}, rule={self.rule!r}, session_id={self.session_id!r})"
@@ -1130,15 +1201,6 @@ class Status:
 
     def __repr__(self) -> str:
         return f"Status(enabled={self.enabled!r}, rule={self.rule!r}, reason={self.reason!r})"
-
-
-class _Decision:
-    __slots__ = ("reason", "rule", "state")
-
-    def __init__(self, rule: str, reason: str, state: "StateDict | None" = None) -> None:
-        self.rule = rule
-        self.reason = reason
-        self.state = state
 
 
 class Telemetry:
@@ -1204,47 +1266,47 @@ class Telemetry:
 
     # -- decision (no side effects) -----------------------------------------
 
-    def _decide(self, path: str, env_off: tuple[str, str] | None, config_off: str | None) -> _Decision:
+    def _decide(
+        self, path: str, env_off: tuple[str, str] | None, config_off: str | None
+    ) -> "tuple[str, str, StateDict | None]":
+        """``(rule, reason, state as read)``."""
         if env_off is not None:
-            return _Decision(*env_off)
+            return (*env_off, None)
         if config_off is not None:
-            return _Decision(_RULE_CONFIG, config_off)
+            return _RULE_CONFIG, config_off, None
         try:
             state = _read_state(path)
         except _StateError as exc:
-            return _Decision(
-                _RULE_STATE_ERROR,
-                f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh",
-            )
+            reason = f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh"
+            return _RULE_STATE_ERROR, reason, None
         enabled = "enabled"
         if state is not None and state.get("telemetry_disabled") is True:
-            if not _env_enables(self.environ):
-                return _Decision(_RULE_PERSISTED, f"telemetry_disabled: true in {path}", state)
-            value = _shown(self.environ.get(_ENV_TELEMETRY, ""))
+            if not _env_overrides_opt_out(self.environ):
+                return _RULE_PERSISTED, f"telemetry_disabled: true in {path}", state
+            value = _abbreviated(self.environ.get(_ENV_TELEMETRY, ""))
             enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
-            return _Decision(_RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state)
+            return _RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state
         variable, endpoint = self._endpoint_setting()
         problem = _endpoint_problem(endpoint)
         if problem is not None:
-            return _Decision(_RULE_ENDPOINT, f"{variable}={_shown(endpoint)} {problem}", state)
+            return _RULE_ENDPOINT, f"{variable}={_abbreviated(endpoint)} {problem}", state
         if _is_debug(self.environ):
-            return _Decision(_RULE_DEBUG, f"{_ENV_TELEMETRY}=debug: the event is printed, not sent", state)
+            return _RULE_DEBUG, f"{_ENV_TELEMETRY}=debug: the event is printed, not sent", state
         if _in_backoff(state, self.now()):
             import time
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
-            return _Decision(_RULE_BACKOFF, f"in backoff after failed sends, until {until}", state)
-        return _Decision(_RULE_SEND, enabled, state)
+            return _RULE_BACKOFF, f"in backoff after failed sends, until {until}", state
+        return _RULE_SEND, enabled, state
 
     def status(self) -> Status:
         """What :meth:`start_session` would do now; reads, never writes."""
         path = self.state_path
-        decision = self._decide(path, _env_decision(self.environ), None)
-        state = decision.state or {}
-        install_id = state.get("install_id") if _is_uuid4(state.get("install_id")) else None
+        rule, reason, state = self._decide(path, _env_decision(self.environ), None)
+        install_id = state.get("install_id") if state and _is_uuid4(state.get("install_id")) else None
         event = None
-        if decision.rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF):
+        if rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF):
             event = {
                 "install_id": install_id or "(assigned at the first session)",
                 "session_id": "(new for each session)",
@@ -1253,8 +1315,7 @@ class Telemetry:
                 "adapter": "(the host SDK's adapter, custom_python by default)",
                 "timestamp": "(when the session starts)",
             }
-        enabled = decision.rule == _RULE_SEND
-        return Status(enabled, decision.rule, decision.reason, path, install_id, self.endpoint, event)
+        return Status(rule == _RULE_SEND, rule, reason, path, install_id, self.endpoint, event)
 
     # -- sessions -------------------------------------------------------------
 
@@ -1293,77 +1354,70 @@ class Telemetry:
         if env_off is None and config_off is None and (_Sender.exiting or sys.is_finalizing()):
             # Started from an atexit handler after ours: nothing could be waited for.
             return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
-        decision = self._decide(path, env_off, config_off)
-        if decision.rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
-            return Session(False, decision.rule, decision.reason)
+        rule, reason, state = self._decide(path, env_off, config_off)
+        if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
+            return Session(False, rule, reason)
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, _RULE_ERROR, "the system clock is out of range")
         try:
-            state = self._ready_state(path, decision.state)
+            state = self._state_for_sending(path, state)
         except _NotDisclosed:
             return Session(
                 False, _RULE_STDERR, "the notice could not be shown on stderr (closed or failing): nothing is sent"
             )
         if state is None:
             return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
-        if state.get("telemetry_disabled") is True and not _env_enables(self.environ):
+        if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
             return Session(False, _RULE_PERSISTED, f"telemetry_disabled: true in {path}")  # disabled meanwhile
         event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
-        import json
-
-        body = json.dumps(event, separators=(",", ":")).encode("utf-8")
-        if len(body) > _MAX_BODY_BYTES:
-            return Session(False, _RULE_ERROR, "event larger than 1 KiB")
-        if decision.rule == _RULE_DEBUG:
-            self._print(body.decode("utf-8") + "\n")
-            return Session(False, _RULE_DEBUG, decision.reason, event)
-        delivery = _Delivery(self.endpoint, body, path, self.timeout, self.now)
+        body = _json_text(event)
+        if rule == _RULE_DEBUG:
+            self._print(body + "\n")
+            return Session(False, _RULE_DEBUG, reason, event)
+        delivery = _Delivery(self.endpoint, body.encode("utf-8"), path, self.timeout, self.now)
         _Sender.submit(delivery)
-        return Session(True, _RULE_SEND, decision.reason, event, delivery)
+        return Session(True, _RULE_SEND, reason, event, delivery)
 
-    def _ready_state(self, path: str, state: "StateDict | None") -> "StateDict | None":
-        """The state with an install id and the disclosure recorded; None when it cannot be had,
-        or the opted-out state a ``disable`` left meanwhile.
+    def _state_for_sending(self, path: str, state: "StateDict | None") -> "StateDict | None":
+        """The state with an install id and ``disclosure_shown`` recorded; None when it cannot be
+        had, or the opted-out state a ``disable`` left meanwhile.
 
         Whichever session records ``disclosure_shown`` (creating the file, or finding it
         not true in a file an older SDK or ``enable`` wrote) prints the disclosure, once.
         """
         if state is not None and "install_id" in state and state.get("disclosure_shown") is True:
             return state  # every later session: nothing to write
-        override = _env_enables(self.environ)
-        disclosed: list[bool] = []
+        override = _env_overrides_opt_out(self.environ)
+        recorded: list[bool] = []
 
-        def claim(current: "StateDict | None") -> "StateDict | None":
+        def add_id_and_disclosure(current: "StateDict | None") -> "StateDict | None":
             if current is None or (current.get("telemetry_disabled") is True and not override):
                 return None  # reset or opted out meanwhile: no install id, nothing sent
             if "install_id" in current and current.get("disclosure_shown") is True:
                 return None
             current.setdefault("install_id", _new_uuid4())
             current["disclosure_shown"] = True
-            disclosed.append(True)
+            recorded.append(True)
             return current
 
         try:
             if state is None:
-                fresh: StateDict = {
-                    "schema_version": _STATE_SCHEMA_VERSION,
-                    "install_id": _new_uuid4(),
-                    "disclosure_shown": True,
-                    "telemetry_disabled": False,
-                }
+                fresh: StateDict = {"schema_version": _STATE_SCHEMA_VERSION, "telemetry_disabled": False}
+                add_id_and_disclosure(fresh)
                 if _create_state(path, fresh, use_links=self.use_links):
                     self._disclose(path)
                     return fresh
+                recorded.clear()
                 state = _read_state(path)  # another process created it just now
             if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
-                state = _update_state(path, claim)
+                state = _update_state(path, add_id_and_disclosure)
         except (OSError, _StateError) as exc:
             _log("could not create the telemetry state: %r", exc)
             return None
-        if state is None or "install_id" not in state:
-            return state if state is not None and state.get("telemetry_disabled") is True else None
-        if disclosed:
+        if state is None or ("install_id" not in state and state.get("telemetry_disabled") is not True):
+            return None
+        if recorded:
             self._disclose(path)
         return state
 
@@ -1375,9 +1429,8 @@ class Telemetry:
             return
 
         def not_shown(current: "StateDict | None") -> "StateDict | None":
-            if current is None:
-                return None
-            current["disclosure_shown"] = False
+            if current is not None:
+                current["disclosure_shown"] = False
             return current
 
         try:
@@ -1418,10 +1471,10 @@ class Telemetry:
         holds only it, so no session ever sees the opt-out gone.
         """
 
-        def forget(current: "StateDict | None") -> "StateDict | None":
+        def forget(current: "StateDict | None") -> "StateDict | Literal['delete'] | None":
             if current is not None and current.get("telemetry_disabled") is True:
                 return {"schema_version": _STATE_SCHEMA_VERSION, "telemetry_disabled": True}
-            return None if current is None else _DELETE
+            return None if current is None else "delete"
 
         _update_state(self.state_path, forget, replace_corrupt=True)
         return self.status()
@@ -1525,16 +1578,15 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
             result = client.status()
             _write_text(out, (json.dumps(result.as_dict()) if args.json else _format_status(result)) + "\n")
             return 0
-        if args.command in ("enable", "disable", "reset"):
-            action = {
-                "enable": client.enable_persistently,
-                "disable": client.disable_persistently,
-                "reset": client.reset,
-            }
-            result = action[args.command]()
-            done = {"enable": "persisted opt-out cleared", "disable": "telemetry disabled", "reset": "state reset"}
+        if args.command != "send":
+            action, done = {
+                "enable": (client.enable_persistently, "persisted opt-out cleared"),
+                "disable": (client.disable_persistently, "telemetry disabled"),
+                "reset": (client.reset, "state reset"),
+            }[args.command]
+            result = action()
             state = "on" if result.enabled else "off"
-            _write_text(out, f"{done[args.command]}: {result.state_path}; now {state} ({result.reason})\n")
+            _write_text(out, f"{done}: {result.state_path}; now {state} ({result.reason})\n")
             return 0
         session = client.start_session(args.sdk_version, args.adapter)
         if not session.enabled:
@@ -1557,24 +1609,17 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
         return 1
 
 
-def _install_hooks() -> None:
-    """At import, once per interpreter: the sender's shared state, the exit wait, the fork hooks."""
-    import atexit
-
-    try:
-        _Sender.reset()
-        atexit.register(_Sender.wait_at_exit)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(
-                before=_Sender.before_fork,
-                after_in_parent=_Sender.after_fork_in_parent,
-                after_in_child=_Sender.forget_after_fork,
-            )
-    except Exception as exc:  # noqa: BLE001 - importing the module never fails the host: sessions answer "error"
-        _log("telemetry hooks unavailable: %r", exc)
-
-
-_install_hooks()
+# What every session shares, made once per interpreter at import (see _Sender).
+_Sender.reset()
+__import__("atexit").register(_Sender.wait_at_exit)
+try:  # absent on Windows; refused in an isolated subinterpreter, where sessions are off anyway
+    os.register_at_fork(
+        before=_Sender.before_fork,
+        after_in_parent=_Sender.after_fork_in_parent,
+        after_in_child=_Sender.forget_after_fork,
+    )
+except (AttributeError, RuntimeError):
+    pass
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ import io
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -181,12 +182,28 @@ class RawServer:
     """A loopback port that answers every connection with fixed bytes, then closes; counts them.
 
     With *tls* (a server-side SSLContext) each connection first goes through a TLS handshake.
+    With *hold_open* each connection stays open after the answer, until close(); with *drip*
+    the answer is followed by those bytes one at a time, each *drip_every* seconds (well within
+    any socket timeout), until the client hangs up or close(); with *reset* the connection is
+    then reset (RST) instead of closed.
     """
 
-    def __init__(self, answer: bytes, tls: ssl.SSLContext | None = None, *, hold_open: bool = False) -> None:
+    def __init__(
+        self,
+        answer: bytes,
+        tls: ssl.SSLContext | None = None,
+        *,
+        hold_open: bool = False,
+        drip: bytes = b"",
+        drip_every: float = 0.05,
+        reset: bool = False,
+    ) -> None:
         self.answer = answer
         self.tls = tls
-        self.hold_open = hold_open  # keep each connection open after the answer, until close()
+        self.hold_open = hold_open
+        self.drip = drip
+        self.drip_every = drip_every
+        self.reset = reset
         self.held: list[socket.socket] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -196,8 +213,8 @@ class RawServer:
         self.url = f"{scheme}://127.0.0.1:{self.sock.getsockname()[1]}/v1/events"
         self.connections = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._serve, daemon=True)]
+        self._threads[0].start()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -213,17 +230,47 @@ class RawServer:
                     conn.sendall(self.answer)
                 self.held.append(conn)
                 continue
-            with conn, contextlib.suppress(OSError):  # ssl.SSLError is an OSError
-                channel = self.tls.wrap_socket(conn, server_side=True) if self.tls else conn
-                channel.recv(65536)
-                channel.sendall(self.answer)
+            if self.drip:  # each in its own thread: a retry is not kept waiting behind the first
+                thread = threading.Thread(target=self._answer, args=(conn,), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+                continue
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # ssl.SSLError is an OSError
+            channel = self.tls.wrap_socket(conn, server_side=True) if self.tls else conn
+            channel.recv(65536)
+            channel.sendall(self.answer)
+            for byte in self.drip:
+                if self._stop.wait(self.drip_every):
+                    break
+                channel.sendall(bytes([byte]))  # raises once the client has hung up
+            if self.reset:
+                # A reset discards what the client has not read yet: only once it has read the
+                # answer (its receive queue is empty) does the reset come after the answer.
+                while unread_by_peer(conn) and not self._stop.wait(0.005):
+                    pass
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        for thread in self._threads:
+            thread.join(2)
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def unread_by_peer(conn: socket.socket) -> int:
+    """The bytes the loopback peer of *conn* has received but not read yet (Linux's /proc/net/tcp)."""
+    host, port = conn.getpeername()[:2]
+    me = f"{socket.htonl(int.from_bytes(socket.inet_aton(host), 'big')):08X}:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == me:
+            return int(fields[4].split(":")[1], 16)
+    return 0
 
 
 def write_known_state(state_dir: Path, **extra: object) -> dict[str, object]:

@@ -29,25 +29,26 @@ DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
 
 # Measures the module's exit wait from inside the process: a handler registered before the
 # module's runs after it (atexit is last in, first out), one registered after runs before it.
-# Also the waits the module asks for on the main thread meanwhile (Event.wait timeouts): their
-# sum is the budget it gave itself, a fact about the code, not about the machine's speed.
+# Also the waits the module asks for on the main thread meanwhile (a delivery's wait timeouts):
+# their sum is the budget it gave itself, a fact about the code, not about the machine's speed.
 EXIT_CLOCK = textwrap.dedent(
     """
     import atexit, os, sys, threading, time
     _marks = {}
     _asked = []
-    _event_wait = threading.Event.wait
-    def _counted_wait(self, timeout=None):
-        if "start" in _marks and threading.current_thread() is threading.main_thread():
-            _asked.append(timeout)
-        return _event_wait(self, timeout)
-    threading.Event.wait = _counted_wait
     def _exit_end():
         if "start" in _marks:
             sys.stdout.write(f"exit_wait {os.getpid()} {time.monotonic() - _marks['start']:.3f}\\n")
             sys.stdout.write(f"exit_budget {os.getpid()} {sum(t or 0 for t in _asked):.3f}\\n")
             sys.stdout.flush()
-    atexit.register(_exit_end)
+    atexit.register(_exit_end)  # before the module registers its exit wait: runs after it
+    import agentsonar_telemetry
+    _delivery_wait = agentsonar_telemetry._Delivery.wait
+    def _counted_wait(self, timeout):
+        if "start" in _marks and threading.current_thread() is threading.main_thread():
+            _asked.append(timeout)
+        return _delivery_wait(self, timeout)
+    agentsonar_telemetry._Delivery.wait = _counted_wait
     def mark_exit_start():
         atexit.register(lambda: _marks.setdefault("start", time.monotonic()))
     """
@@ -116,7 +117,7 @@ def test_a_forked_child_neither_waits_for_nor_records_its_parents_send(
             os.environ["AGENTSONAR_TELEMETRY_URL"] = sys.argv[1]  # read at call time
             own = at.start_session("0.4.0", "child")
             # Settled in the child before it asks: wait() answers at once, never after its 5 s.
-            print("child", parent._delivery.done.is_set(), parent.wait(5), own.wait(10), flush=True)
+            print("child", parent._delivery.settled, parent.wait(5), own.wait(10), flush=True)
             sys.exit(0)  # a normal exit: atexit handlers run
         _, status = os.waitpid(pid, 0)
         open(sys.argv[2], "w").close()  # the child is gone: the collector may answer the parent now

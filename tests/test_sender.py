@@ -131,6 +131,52 @@ def test_the_hooks_are_made_at_import_once_however_many_threads_start_first_sess
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_while_the_sender_is_inside_the_fork_guard() -> None:
+    """The fork guard, pinned: while the sender imports or builds a TLS context (here: a thread
+    holding the guard), os.fork() waits until it is out. The fork goes ahead only once the forking
+    thread has been seen waiting in the module's before-fork hook and the guard is released; with
+    no guard it happens at once, while the guard is still held."""
+    code = textwrap.dedent(
+        """
+        import os, sys, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, use of fork()"
+        import agentsonar_telemetry as at
+        at._FORK_WAIT = 600  # the bound on a sender that never comes out: not what is tested here
+        holding, release, order = threading.Event(), threading.Event(), []
+        def sender_inside_the_guard():
+            with at._Sender.fork_guard:
+                holding.set()
+                release.wait()
+        def fork():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            order.append("forked")
+            os.waitpid(pid, 0)
+        holder = threading.Thread(target=sender_inside_the_guard)
+        holder.start()
+        holding.wait()
+        forker = threading.Thread(target=fork)
+        forker.start()
+        hook = at._Sender.before_fork.__func__.__code__
+        while forker.is_alive():
+            frame = sys._current_frames().get(forker.ident)
+            if frame is not None and frame.f_code is hook:
+                break  # waiting for the guard
+            threading.Event().wait(0.001)
+        order.append("released")
+        release.set()
+        for thread in (holder, forker):
+            thread.join()
+        print(order, at._Sender.fork_guard.locked(), flush=True)
+        """
+    )
+    result = run_python(code, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.strip() == "['released', 'forked'] False"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_two_threads_forking_at_once_leave_the_fork_guard_free(collector: str, state_dir: Path) -> None:
     write_known_state(state_dir)
     code = textwrap.dedent(

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -315,28 +316,33 @@ def test_real_home_is_the_default(hermetic: Path) -> None:
     assert result.stdout.strip() == str(hermetic / ".agentsonar" / "state.json")
 
 
-def test_replace_retries_permission_errors_briefly(tmp_path: Path) -> None:
-    # What Windows does while another process holds state.json open.
+def test_a_replace_refused_for_a_moment_is_tried_again_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What Windows does while another process holds state.json open: os.replace raises
+    # PermissionError until the reader closes it. This machine cannot make a real one, so the
+    # refusal is os.replace's and the number of tries Windows'.
+    assert (10 if os.name == "nt" else 1) == at._REPLACE_TRIES
+    real_replace = os.replace
     calls = []
 
-    def busy_twice(src: str, dst: str) -> None:
-        calls.append(src)
-        if len(calls) <= 2:
-            raise PermissionError(13, "in use")
-        os.replace(src, dst)
+    def busy(times: int) -> Callable[[str, str], None]:
+        def replace(src: str, dst: str) -> None:
+            calls.append(src)
+            if len(calls) <= times:
+                raise PermissionError(13, "in use")
+            real_replace(src, dst)
 
-    src, dst = tmp_path / "a", tmp_path / "b"
-    src.write_text("x")
-    at._replace(str(src), str(dst), attempts=10, replace=busy_twice)
-    assert len(calls) == 3 and dst.read_text() == "x"
-    src.write_text("y")
+        return replace
 
-    def always_busy(src: str, dst: str) -> None:
-        calls.append(src)
-        raise PermissionError(13, "in use")
-
+    monkeypatch.setattr(at, "_REPLACE_TRIES", 10)
+    path = tmp_path / "state" / "state.json"
+    monkeypatch.setattr(os, "replace", busy(2))
+    at._write_state(str(path), {"schema_version": 1})
+    assert len(calls) == 3 and json.loads(path.read_text()) == {"schema_version": 1}
     calls.clear()
+    monkeypatch.setattr(os, "replace", busy(10))
     with pytest.raises(PermissionError):
-        at._replace(str(src), str(dst), attempts=3, replace=always_busy)
-    assert len(calls) == 3  # then it gives up and the caller removes its temp file
-    assert at._replace.__defaults__ == (10 if os.name == "nt" else 1, os.replace)
+        at._write_state(str(path), {"schema_version": 2})
+    assert len(calls) == 10  # then it gives up, and removes its temp file
+    assert json.loads(path.read_text()) == {"schema_version": 1} and leftovers(path.parent) == []

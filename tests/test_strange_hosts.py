@@ -36,6 +36,49 @@ def test_a_202_whose_body_stalls_is_a_delivery(environ: dict[str, str], state_di
     assert "backoff_seconds" not in read_state(state_dir)
 
 
+def test_a_collector_that_trickles_bytes_cannot_hold_a_send_open(environ: dict[str, str], state_dir: Path) -> None:
+    """One deadline per attempt, not one per receive: a byte every 0.05 s never lets a 0.5 s
+    receive time out, so without it the status line would take 55 minutes to give up on."""
+    write_known_state(state_dir)
+    server = RawServer(b"HTTP/1.1 202 ", drip=b"x" * 100_000)
+    try:
+        environ["AGENTSONAR_TELEMETRY_URL"] = server.url
+        client, _ = make_client(environ, timeout=0.5)
+        session = client.start_session("0.4.0")
+        assert session.wait(60) is False
+        assert session._delivery is not None and session._delivery.settled  # given up, not still reading
+    finally:
+        server.close()
+    assert server.connections == 2  # the attempt and its one retry, each cut at its deadline
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        "headers_trickle",
+        pytest.param(
+            "connection_reset",
+            marks=pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's socket queues"),
+        ),
+    ],
+)
+def test_a_2xx_status_line_is_a_delivery_whatever_follows(environ: dict[str, str], state_dir: Path, after: str) -> None:
+    write_known_state(state_dir)
+    if after == "headers_trickle":
+        server = RawServer(b"HTTP/1.1 202 Accepted\r\nX-Slow: ", drip=b"a" * 100_000)
+    else:
+        server = RawServer(b"HTTP/1.1 202 Accepted\r\nContent-Type: appl", reset=True)
+    try:
+        environ["AGENTSONAR_TELEMETRY_URL"] = server.url
+        client, _ = make_client(environ, timeout=0.5)
+        assert client.start_session("0.4.0").wait(60) is True
+    finally:
+        server.close()
+    assert server.connections == 1  # a delivery: no retry
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
 def test_a_process_that_exits_after_a_stalled_202_records_no_failure(state_dir: Path) -> None:
     write_known_state(state_dir)
     server = RawServer(STALLED_202, hold_open=True)
@@ -239,7 +282,7 @@ def test_a_lock_left_by_a_killed_process_is_broken_at_once_with_its_temp_file(
         import os, signal, agentsonar_telemetry as at
         path = os.path.join(os.environ["AGENTSONAR_STATE_DIR"], "state.json")
         at._StateLock(path).__enter__()
-        at._write_temp(os.path.dirname(path), b'{"half": ')
+        at._write_temp(os.path.dirname(path), {"half": True})
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
