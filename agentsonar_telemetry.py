@@ -241,30 +241,35 @@ def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
 def _parse_json(text: str) -> object:
     """``json.loads(text)`` through the C scanner ``json`` itself uses, NaN and Infinity refused;
     ValueError or RecursionError when it is not JSON."""
-    try:
-        from _json import make_scanner
-    except ImportError:
-        import json
+    if not _JSON_SCANNER:
+        try:
+            from _json import make_scanner
+        except ImportError:
+            import json
 
-        return json.loads(text)
+            return json.loads(text)
 
-    class Rules:  # what json.JSONDecoder hands its scanner
-        strict = True
-        object_hook = object_pairs_hook = None
-        parse_float, parse_int = float, int
+        class Rules:  # what json.JSONDecoder hands its scanner
+            strict = True
+            object_hook = object_pairs_hook = None
+            parse_float, parse_int = float, int
 
-        @staticmethod
-        def parse_constant(name: str) -> float:
-            raise ValueError(f"{name} is not a number")
+            @staticmethod
+            def parse_constant(name: str) -> float:
+                raise ValueError(f"{name} is not a number")
 
+        _JSON_SCANNER.append(make_scanner(Rules))  # type: ignore[arg-type]  # it reads attributes
     start = len(text) - len(text.lstrip(_JSON_SPACE))
     try:
-        value, end = make_scanner(Rules)(text, start)  # type: ignore[arg-type]  # it reads attributes
+        value, end = _JSON_SCANNER[0](text, start)
     except StopIteration:
         raise ValueError("no JSON value") from None
     if text[end:].strip(_JSON_SPACE):
         raise ValueError("more after the JSON value")
     return value
+
+
+_JSON_SCANNER: "list[Callable[[str, int], tuple[object, int]]]" = []  # made by the first read
 
 
 # --------------------------------------------------------------------------
@@ -332,7 +337,7 @@ def _endpoint_problem(endpoint: str) -> str | None:
     """
     if endpoint == _DEFAULT_ENDPOINT:
         return None
-    if any(ch.isspace() or not 32 < ord(ch) < 127 for ch in endpoint) or len(endpoint) > 2048:
+    if not (endpoint.isascii() and endpoint.isprintable()) or " " in endpoint or len(endpoint) > 2048:
         return "contains white space, control or non-ASCII characters"
     scheme, separator, rest = endpoint.partition("://")
     scheme = scheme.lower()
@@ -410,17 +415,19 @@ def _read_state(path: str) -> "StateDict | None":
         return None
     except OSError as exc:
         raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    raw = b""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise _StateError("not a regular file")
-        with os.fdopen(fd, "rb") as f:
-            fd = -1  # the file object closes it
-            raw = f.read(_MAX_STATE_BYTES + 1)
+        while len(raw) <= _MAX_STATE_BYTES:
+            chunk = os.read(fd, _MAX_STATE_BYTES + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
     except OSError as exc:
         raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
     if len(raw) > _MAX_STATE_BYTES:
         raise _StateError("larger than 64 KiB")
     try:

@@ -185,3 +185,24 @@ def test_guard_stops_a_test_leaving_loopback(tmp_path: Path, monkeypatch: pytest
 
 def test_json_roundtrip_of_status(environ: dict[str, str]) -> None:
     assert json.loads(json.dumps(make_client(environ)[0].status().as_dict()))["rule"] == "send"
+
+
+def test_a_first_session_imports_nothing_heavy_on_the_hosts_thread(state_dir: Path) -> None:
+    """No state yet (so the install id, the file and the disclosure): json (whose decoder imports
+    re), threading and the network stack stay off the host's thread; the sender imports its own."""
+    code = textwrap.dedent(
+        f"""
+        import _thread, sys
+        main, on_host = _thread.get_ident(), set()
+        sys.addaudithook(lambda event, args: on_host.add(args[0])
+                         if event == "import" and _thread.get_ident() == main else None)
+        import agentsonar_telemetry as at
+        on_host.clear()
+        s = at.start_session("1")
+        print(s.rule, sorted(on_host & {set(HEAVY) | {"re", "json.decoder"}!r}))
+        """
+    )
+    result = bare_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "send []"
+    assert read_state(state_dir)["disclosure_shown"] is True

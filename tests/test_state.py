@@ -346,3 +346,45 @@ def test_a_replace_refused_for_a_moment_is_tried_again_on_windows(
         at._write_state(str(path), {"schema_version": 2})
     assert len(calls) == 10  # then it gives up, and removes its temp file
     assert json.loads(path.read_text()) == {"schema_version": 1} and leftovers(path.parent) == []
+
+
+JSON_TEXTS = [
+    "{}",
+    ' \n{"a": 1, "b": [1, 2.5, {"c": null}], "d": "\\u00e9\\n\\"", "e": true, "f": false} \t',
+    '{"a": 1, "a": 2}',
+    '{"deep": ' + "[" * 30 + "]" * 30 + "}",
+    "[1, 2]",
+    '"text"',
+    "-0.0",
+    "1e400",
+    '{"schema_version": 1, "install_id": "8a4f3b29-1c2d-4e5f-9a6b-7c8d9e0f1a2b"}',
+]
+NOT_JSON = ["", " ", "{", '{"a": 1} x', '{"a": 1}{}', "{'a': 1}", '{"a": 01}', '{"a": "\t"}', "[1,]", "\ufeff{}"]
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS)
+def test_state_json_is_read_as_json_reads_it(text: str) -> None:
+    assert at._parse_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [*NOT_JSON, '{"a": NaN}', '{"a": -Infinity}'])
+def test_what_is_not_json_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        at._parse_json(text)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"schema_version": 1, "install_id": at._new_uuid4(), "disclosure_shown": True, "telemetry_disabled": False},
+        {"backoff_seconds": 7200.0, "backoff_until": 1800003600.125, "zeta": None, "alpha": -3, "big": 10**30},
+        {"text": 'é\u2028\x00"\\/\n', "emoji": "\U0001f600", "float": 1e-7, "neg": -0.0},
+        {"nested": {"b": [1, {"c": "d"}]}, "inf": float("inf"), "flag": True},  # json's own way
+    ],
+)
+def test_state_and_event_are_written_as_json_writes_them(data: dict[str, object]) -> None:
+    assert at._json_text(data, indent=True) == json.dumps(data, indent=2, sort_keys=True)
+    assert at._json_text(data) == json.dumps(data, separators=(",", ":"))
+    event = at._build_event({}, at._new_uuid4(), "0.4.0+é", "custom_python", 1_800_000_000.123456)
+    assert at._json_text(event) == json.dumps(event, separators=(",", ":"))
