@@ -877,15 +877,13 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": f"agentsonar-telemetry/{__version__}"},
     )
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
+        opener.open(request, timeout=timeout).close()  # the body is never read
+    except urllib.error.HTTPError as exc:  # a 3xx, 4xx or 5xx: its status line was recorded
         exc.close()
-        return int(exc.code)
     except Exception:
-        if answered:  # the status line came; a reset or a stall after it changes nothing
-            return answered[-1]
-        raise
+        if not answered:
+            raise
+    return answered[-1]  # the status line came: a reset or a stall after it changes nothing
 
 
 class _Delivery:

@@ -238,8 +238,10 @@ class RawServer:
             self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):  # ssl.SSLError is an OSError
-            channel = self.tls.wrap_socket(conn, server_side=True) if self.tls else conn
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(conn)
+            stack.enter_context(contextlib.suppress(OSError))  # ssl.SSLError is an OSError
+            channel = stack.enter_context(self.tls.wrap_socket(conn, server_side=True)) if self.tls else conn
             channel.recv(65536)
             channel.sendall(self.answer)
             for byte in self.drip:

@@ -6,10 +6,13 @@ figures live in bench/client.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import ssl
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -392,3 +395,67 @@ def test_the_socket_timeout_applies_to_each_attempt(
     assert session.enabled and not delivered and err == ""
     assert silent_server.connections() == 2
     assert elapsed >= 2 * at._SOCKET_TIMEOUT  # both attempts waited out their timeout
+
+
+class ConnectProxy:
+    """A loopback HTTP proxy that only tunnels (CONNECT), as https_proxy points to."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.sock.accept()
+                threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client, contextlib.suppress(OSError):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += client.recv(4096)
+            self.requests.append(head.split(b"\r\n")[0])
+            host, port = head.split()[1].decode().rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+                pump.start()
+                self._pump(client, upstream)
+                pump.join(10)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(); a close alone would not
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_https_through_a_connect_proxy_from_the_environment(
+    environ: dict[str, str], known: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tunnel goes through the connection whose sockets the deadline bounds: the proxy's
+    "200 Connection established" is not taken for the collector's answer."""
+    server, ca_file = _https_server(str(tmp_path / "ca.pem"))
+    proxy = ConnectProxy()
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    monkeypatch.setenv("https_proxy", proxy.url)
+    try:
+        _, delivered, _, err = send(environ, f"https://127.0.0.1:{server.port}/v1/events")
+        assert delivered and err == "" and len(server.log) == 1
+        [request] = proxy.requests
+        assert request.startswith(f"CONNECT 127.0.0.1:{server.port} HTTP/1.".encode())
+    finally:
+        proxy.close()
+        server.clear()
+        server.stop()

@@ -36,11 +36,24 @@ def test_a_202_whose_body_stalls_is_a_delivery(environ: dict[str, str], state_di
     assert "backoff_seconds" not in read_state(state_dir)
 
 
-def test_a_collector_that_trickles_bytes_cannot_hold_a_send_open(environ: dict[str, str], state_dir: Path) -> None:
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_collector_that_trickles_bytes_cannot_hold_a_send_open(
+    environ: dict[str, str], state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
     """One deadline per attempt, not one per receive: a byte every 0.05 s never lets a 0.5 s
     receive time out, so without it the status line would take 55 minutes to give up on."""
     write_known_state(state_dir)
-    server = RawServer(b"HTTP/1.1 202 ", drip=b"x" * 100_000)
+    tls = None
+    if scheme == "https":
+        import ssl
+
+        import trustme
+
+        ca, tls = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(tls)
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    server = RawServer(b"HTTP/1.1 202 ", tls=tls, drip=b"x" * 100_000)
     try:
         environ["AGENTSONAR_TELEMETRY_URL"] = server.url
         client, _ = make_client(environ, timeout=0.5)
