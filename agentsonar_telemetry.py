@@ -209,15 +209,11 @@ def _build_event(
 def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
     """What ``json.dumps(data)`` gives (``indent=2, sort_keys=True`` when *indent*, else compact),
     written here for the flat objects this module writes; anything else goes to ``json`` itself."""
-    try:
-        from _json import encode_basestring_ascii as quote
-    except ImportError:  # an interpreter without the C accelerator
-        quote = None  # type: ignore[assignment]
+    from _json import encode_basestring_ascii as quote
+
     items = []
     for key in sorted(data) if indent else data:
         value = data[key]
-        if quote is None:
-            break
         if isinstance(value, bool) or value is None:
             text = {True: "true", False: "false", None: "null"}[value]
         elif isinstance(value, str):
@@ -225,29 +221,21 @@ def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
         elif type(value) in (int, float) and value - value == 0:  # type: ignore[operator]  # finite
             text = repr(value)
         else:  # nested, non-finite or unusual: only a state another program wrote holds these
-            break
-        items.append(f"{quote(key)}{': ' if indent else ':'}{text}")
-    else:
-        if not indent:
-            return "{" + ",".join(items) + "}"
-        return "{\n  " + ",\n  ".join(items) + "\n}" if items else "{}"
-    import json
+            import json
 
-    if indent:
-        return json.dumps(dict(data), indent=2, sort_keys=True)
-    return json.dumps(dict(data), separators=(",", ":"))
+            separators = None if indent else (",", ":")
+            return json.dumps(dict(data), indent=2 if indent else None, sort_keys=indent, separators=separators)
+        items.append(f"{quote(key)}{': ' if indent else ':'}{text}")
+    if not indent:
+        return "{" + ",".join(items) + "}"
+    return "{\n  " + ",\n  ".join(items) + "\n}" if items else "{}"
 
 
 def _parse_json(text: str) -> object:
     """``json.loads(text)`` through the C scanner ``json`` itself uses, NaN and Infinity refused;
     ValueError or RecursionError when it is not JSON."""
     if not _JSON_SCANNER:
-        try:
-            from _json import make_scanner
-        except ImportError:
-            import json
-
-            return json.loads(text)
+        from _json import make_scanner
 
         class Rules:  # what json.JSONDecoder hands its scanner
             strict = True
@@ -939,7 +927,7 @@ class _Sender:
     """This interpreter's sender: a thread that exists only while it has work, its queue, and
     its failure episodes.
 
-    A session appends its event to a deque (its append and popleft are reentrant, like
+    A session appends its event to a list (append and pop are reentrant, like
     queue.SimpleQueue's put and get: a signal handler may start a session while the host is
     inside one) and starts the thread if none runs, taking no lock that the thread or an
     interrupted caller may hold (a lock it only tries). The thread sends the events one after
@@ -960,7 +948,7 @@ class _Sender:
     fork_guard: "Any" = None
     fork_holders: "ClassVar[set[int]]"  # the threads that took fork_guard for a fork
     exit_not_started: "Any" = None  # held until the exit wait starts; the retry's pause waits on it
-    queue: "Any" = None
+    queue: "ClassVar[list[_Delivery]]"
     pending: "ClassVar[dict[int, _Delivery]]"  # queued or in flight, not yet settled
     # Per state file: the sends numbered below this were queued when its last episode failed.
     failed_before: "ClassVar[dict[str, int]]"
@@ -975,12 +963,12 @@ class _Sender:
         cls.lock, cls.fork_guard, cls.exit_not_started = (_thread.allocate_lock() for _ in range(3))
         cls.exit_not_started.acquire()
         cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
-        cls.queue = __import__("_collections").deque()  # the builtin behind collections.deque
+        cls.queue = []  # append and pop(0): single C calls, so reentrant; only the thread pops
         cls.next_number, cls.running, cls.exiting = 0, False, False
 
     @classmethod
     def submit(cls, delivery: "_Delivery") -> None:
-        # Single dict and deque operations: atomic under the GIL, safe from a signal handler (a
+        # Single dict and list operations: atomic under the GIL, safe from a signal handler (a
         # number taken twice by an interrupted session only makes two sends share a number).
         delivery.number = cls.next_number
         cls.next_number = delivery.number + 1
@@ -1031,7 +1019,7 @@ class _Sender:
         """The next queued event, or None once the queue is empty and the thread may end."""
         while True:
             if cls.queue:
-                return cls.queue.popleft()  # type: ignore[no-any-return]  # only this thread pops
+                return cls.queue.pop(0)
             with cls.lock:
                 cls.running = False
             # A session that found the lock taken just now may have queued one after our look.
