@@ -898,6 +898,8 @@ class _Delivery:
         """Whether it was settled within *timeout* seconds (None: however long it takes)."""
         import _thread
 
+        if self.settled:  # the common case, and immune to a waiter interrupted holding the lock
+            return True
         limit = -1 if timeout is None else min(max(timeout, 0.0), _thread.TIMEOUT_MAX)
         if not self.unsettled.acquire(True, limit):
             return False
