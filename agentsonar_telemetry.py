@@ -799,18 +799,16 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
             self.settimeout(left())
             return super().recv_into(*args)
 
+        def send(self, *args: "Any") -> int:  # SSLSocket.sendall sends through this
+            self.settimeout(left())
+            return super().send(*args)
+
         def sendall(self, *args: "Any") -> None:
             self.settimeout(left())
             super().sendall(*args)
 
-    class BoundedTLSSocket(ssl.SSLSocket):
-        def recv_into(self, *args: "Any") -> int:
-            self.settimeout(left())
-            return super().recv_into(*args)
-
-        def send(self, *args: "Any") -> int:  # SSLSocket.sendall sends through this
-            self.settimeout(left())
-            return super().send(*args)
+    class BoundedTLSSocket(BoundedSocket, ssl.SSLSocket):
+        pass
 
     def bounded_connection(address: "tuple[str, int]", *args: "Any") -> socket.socket:
         plain = socket.create_connection(address, left())
@@ -837,11 +835,10 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
     class HTTPSConnection(HTTPConnection, http.client.HTTPSConnection):
         pass
 
-    class HTTPHandler(urllib.request.HTTPHandler):
+    class Handler(urllib.request.HTTPHandler, urllib.request.HTTPSHandler):  # replaces both defaults
         def http_open(self, req: "Any") -> "Any":
             return self.do_open(HTTPConnection, req)
 
-    class HTTPSHandler(urllib.request.HTTPSHandler):
         def https_open(self, req: "Any") -> "Any":
             return self.do_open(HTTPSConnection, req, context=context)
 
@@ -852,12 +849,11 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
     # Building a TLS context loads the CA certificates holding OpenSSL's locks (see _Sender), so
     # it happens under the fork guard, and only for https (3.12+ builds one for http too).
     with _Sender.fork_guard:
-        handlers: list[Any] = [NoRedirect, HTTPHandler]
+        context = None
         if endpoint[:8].lower() == "https://":
             context = ssl.create_default_context()
             context.sslsocket_class = BoundedTLSSocket
-            handlers.append(HTTPSHandler(context=context))
-        opener = urllib.request.build_opener(*handlers)
+        opener = urllib.request.build_opener(NoRedirect, Handler)
     request = urllib.request.Request(
         endpoint,
         data=body,
