@@ -204,6 +204,41 @@ def test_two_threads_forking_at_once_leave_the_fork_guard_free(collector: str, s
     assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True"), result.stderr
 
 
+def test_settling_many_pending_sends_is_linear_and_never_makes_the_host_wait(
+    silent_server: SilentServer, state_dir: Path
+) -> None:
+    """Counted, not timed: settling 3,000 pending sends compares no two of them (the old list
+    membership made that quadratic: 2.35 s of exit at 10,000), records one backoff step, and a
+    session started while the sender holds its lock does not wait for it."""
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import threading
+        import agentsonar_telemetry as at
+        compared = []
+        at._Delivery.__eq__ = lambda self, other: compared.append(1) or self is other
+        sessions = [at.start_session("0.4.0") for _ in range(3000)]  # the first is stuck: silent
+        held, release = threading.Event(), threading.Event()
+        def sender_bookkeeping():
+            with at._Sender.lock:
+                held.set()
+                release.wait()
+        busy = threading.Thread(target=sender_bookkeeping)
+        busy.start()
+        held.wait()
+        during = at.start_session("0.4.0")  # a lock the host waited for would hang the process here
+        release.set()
+        busy.join()
+        at._Sender.wait_at_exit(0)  # no budget: everything pending is settled as one failure
+        print(during.rule, all(s.wait(0) is False for s in sessions), len(compared), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.split() == ["send", "True", "0"]
+    assert read_state(state_dir)["backoff_seconds"] == 3600.0  # one episode, one step
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="POSIX interval timers")
 def test_sessions_from_a_1_khz_signal_handler_never_deadlock(silent_server: SilentServer, state_dir: Path) -> None:
     write_known_state(state_dir)
