@@ -3,6 +3,7 @@ an opt-out, Windows, the disclosure of a state an older SDK wrote, TLS failures,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -70,22 +71,29 @@ def known(state_dir: Path) -> dict[str, object]:
 
 
 @pytest.fixture
-def slow_collector(httpserver: HTTPServer, tmp_path: Path) -> Iterator[HTTPServer]:
+def release() -> Iterator[socket.socket]:
+    """A loopback port the parent connects to once its forked child has exited."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(60)  # the bound on a parent that never says so: the test fails then
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def slow_collector(httpserver: HTTPServer, release: socket.socket) -> Iterator[HTTPServer]:
     """Answers the parent's event only once the parent says its forked child has exited (it
-    creates `release` beside the state dir): that send is in flight for the child's whole life,
-    whatever the machine's speed. The child's own session goes to `child_collector`."""
-    release = tmp_path / "release"
+    connects to `release`): that send is in flight for the child's whole life, whatever the
+    machine's speed. The child's own session goes to `child_collector`."""
 
     def answer(request: Request) -> Response:
-        for _ in range(6000):  # a poll for the file, 60 s at most: the parent creates it
-            if release.exists():
-                break
-            time.sleep(0.01)
+        with contextlib.suppress(OSError):
+            release.accept()[0].close()
         return Response('{"ok": true}', status=202, content_type="application/json")
 
     httpserver.expect_request("/v1/events").respond_with_handler(answer)
     yield httpserver
-    release.touch()
+    with contextlib.suppress(OSError):  # a handler still waiting (a failed test) is let go
+        socket.create_connection(release.getsockname(), timeout=5).close()
 
 
 @pytest.fixture
@@ -103,7 +111,11 @@ def child_collector() -> Iterator[HTTPServer]:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_neither_waits_for_nor_records_its_parents_send(
-    slow_collector: HTTPServer, child_collector: HTTPServer, state_dir: Path, tmp_path: Path, known: dict[str, object]
+    slow_collector: HTTPServer,
+    child_collector: HTTPServer,
+    release: socket.socket,
+    state_dir: Path,
+    known: dict[str, object],
 ) -> None:
     code = EXIT_CLOCK + textwrap.dedent(
         """
@@ -120,12 +132,13 @@ def test_a_forked_child_neither_waits_for_nor_records_its_parents_send(
             print("child", parent._delivery.settled, parent.wait(5), own.wait(10), flush=True)
             sys.exit(0)  # a normal exit: atexit handlers run
         _, status = os.waitpid(pid, 0)
-        open(sys.argv[2], "w").close()  # the child is gone: the collector may answer the parent now
+        import socket
+        socket.create_connection(("127.0.0.1", int(sys.argv[2]))).close()  # the child is gone: answer now
         print("parent", parent.wait(30), os.waitstatus_to_exitcode(status), flush=True)
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, child_collector.url_for("/v1/events"), str(tmp_path / "release")],
+        [sys.executable, "-c", code, child_collector.url_for("/v1/events"), str(release.getsockname()[1])],
         env=subprocess_env(AGENTSONAR_TELEMETRY_URL=slow_collector.url_for("/v1/events")),
         capture_output=True,
         text=True,
@@ -382,23 +395,15 @@ def test_a_disable_racing_the_install_id_claim_leaves_no_install_id(
 def test_a_live_lock_is_waited_for(environ: dict[str, str], state_dir: Path, known: dict[str, object]) -> None:
     lock = state_dir / "state.json.lock"
     lock.write_text("")
-    main = threading.get_ident()
-    waiting = at._StateLock.__enter__.__code__
-
-    def holder_finishes_once_waited_for() -> None:
-        # The holder lets go as soon as the command is seen waiting for the lock, not after a guess.
-        while True:
-            frame = sys._current_frames().get(main)
-            while frame is not None and frame.f_code is not waiting:
-                frame = frame.f_back
-            if frame is not None:
-                lock.unlink()
-                return
-            threading.Event().wait(0.001)
-
-    threading.Thread(target=holder_finishes_once_waited_for, daemon=True).start()
-    status = make_client(environ)[0].disable_persistently()
+    # The holder lets go the moment the command pauses for it (its first sleep), not after a guess.
+    hook = run_once_at(time.sleep, lock.unlink)
+    sys.setprofile(hook)
+    try:
+        status = make_client(environ)[0].disable_persistently()
+    finally:
+        sys.setprofile(None)
     assert status.rule == "telemetry_disabled" and not lock.exists()
+    assert hook.fired == [True]  # type: ignore[attr-defined]  # it waited, then went in
 
 
 # -- 4. Windows -------------------------------------------------------------------------

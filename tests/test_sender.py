@@ -135,7 +135,8 @@ def test_a_fork_waits_while_the_sender_is_inside_the_fork_guard() -> None:
     """The fork guard, pinned: while the sender imports or builds a TLS context (here: a thread
     holding the guard), os.fork() waits until it is out. The fork goes ahead only once the forking
     thread has been seen waiting in the module's before-fork hook and the guard is released; with
-    no guard it happens at once, while the guard is still held."""
+    no guard it happens at once, while the guard is still held. No clock: a profile hook says when
+    the hook is about to wait."""
     code = textwrap.dedent(
         """
         import os, sys, threading, warnings
@@ -147,23 +148,26 @@ def test_a_fork_waits_while_the_sender_is_inside_the_fork_guard() -> None:
             with at._Sender.fork_guard:
                 holding.set()
                 release.wait()
+        waiting_or_forked = threading.Event()
+        hook = at._Sender.before_fork.__func__.__code__
+        def profile(frame, event, arg):  # the module's before-fork hook is about to wait for the guard
+            if event == "c_call" and frame.f_code is hook and getattr(arg, "__name__", "") == "acquire":
+                waiting_or_forked.set()
         def fork():
+            sys.setprofile(profile)
             pid = os.fork()
             if pid == 0:
                 os._exit(0)
+            sys.setprofile(None)
             order.append("forked")
+            waiting_or_forked.set()
             os.waitpid(pid, 0)
         holder = threading.Thread(target=sender_inside_the_guard)
         holder.start()
         holding.wait()
         forker = threading.Thread(target=fork)
         forker.start()
-        hook = at._Sender.before_fork.__func__.__code__
-        while forker.is_alive():
-            frame = sys._current_frames().get(forker.ident)
-            if frame is not None and frame.f_code is hook:
-                break  # waiting for the guard
-            threading.Event().wait(0.001)
+        waiting_or_forked.wait()
         order.append("released")
         release.set()
         for thread in (holder, forker):

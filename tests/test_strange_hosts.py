@@ -216,25 +216,23 @@ def test_ctrl_c_during_the_exit_wait_prints_nothing_and_counts_one_failed_episod
     silent_server: object, state_dir: Path
 ) -> None:
     write_known_state(state_dir)
-    # A real SIGINT, sent once the main thread is inside the module's exit wait.
+    # A real SIGINT, sent as the main thread, inside the module's exit wait, is about to block on a
+    # lock: a profile hook says when, no clock.
     code = textwrap.dedent(
         """
-        import os, signal, sys, threading
+        import os, signal, sys
         import agentsonar_telemetry as at
         at.start_session("0.4.0")
-        main = threading.main_thread().ident
-        def interrupt():
-            while True:
-                frame = sys._current_frames().get(main)
-                names = []
-                while frame is not None:
-                    names.append(frame.f_code.co_name)
-                    frame = frame.f_back
-                if "wait_at_exit" in names:
-                    os.kill(os.getpid(), signal.SIGINT)
-                    return
-                threading.Event().wait(0.001)
-        threading.Thread(target=interrupt, daemon=True).start()
+        sent = []
+        def interrupt(frame, event, arg):
+            if event != "c_call" or getattr(arg, "__name__", "") != "acquire" or sent:
+                return
+            while frame is not None and frame.f_code.co_name != "wait_at_exit":
+                frame = frame.f_back
+            if frame is not None:
+                sent.append(1)
+                os.kill(os.getpid(), signal.SIGINT)
+        sys.setprofile(interrupt)
         """
     )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url)  # type: ignore[attr-defined]

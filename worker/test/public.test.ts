@@ -120,7 +120,10 @@ describe("an attacker who posts fake installs through POST /v1/events", () => {
    * rebuilt from the raw events each time (the watermark would otherwise have passed them). */
   async function published(): Promise<PublicWeek> {
     await env.DB.batch(AGGREGATES.map((table) => env.DB.prepare(`DELETE FROM ${table}`)));
-    const nextMonday = (mondayOf(dayNumber(Date.now() / 1000)) + 7) * DAY;
+    // The week of the events as stored (the server's receive time), never the test's own clock:
+    // a run that straddles Sunday midnight still looks at the week they fell in.
+    const latest = await env.DB.prepare("SELECT MAX(received_at) AS at FROM events").first<{ at: number }>();
+    const nextMonday = (mondayOf(dayNumber(latest?.at ?? 0)) + 7) * DAY;
     for (let i = 0; i < 50 && !(await runJob(env.DB, nextMonday + HOUR + SAFETY_MARGIN, 90)).caught_up; i++);
     await caches.default.delete(`${BASE}/v1/public`); // served from the cache for 5 minutes otherwise
     const on = { ...env, PUBLIC_DASHBOARD: "on" } as Env;
