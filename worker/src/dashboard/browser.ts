@@ -330,13 +330,14 @@ export function dashboard(lib: typeof Shares): void {
       top: 4, noun: "active installs", title: "Share of active installs per operating system, per week",
     });
     const arch = shareSection(weeks, active("arch"), {
-      top: 3, noun: "active installs", csv, csvName: "weekly.csv", title: "Share of active installs per CPU architecture, per week",
+      top: 3, noun: "active installs", title: "Share of active installs per CPU architecture, per week",
     });
     fill("platform", [
       h("div", { class: "pair" }, [
         h("div", {}, [h("h3", {}, ["Operating system"]), ...os]),
         h("div", {}, [h("h3", {}, ["CPU architecture"]), ...arch]),
       ]),
+      h("div", { class: "tools" }, [downloadButton(csv, "weekly.csv")]), // one for the card, under both columns
     ]);
     renderCohorts(cohorts);
   }
