@@ -362,10 +362,6 @@ class _StateError(Exception):
     """The state file exists but cannot be trusted (unreadable or corrupt)."""
 
 
-class _NotDisclosed(Exception):
-    """The disclosure could not be written to stderr: this session sends nothing."""
-
-
 def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
         raise _StateError(f"not a JSON object but {type(data).__name__}")
@@ -1351,14 +1347,13 @@ class Telemetry:
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, _RULE_ERROR, "the system clock is out of range")
-        try:
-            state = self._state_for_sending(path, state)
-        except _NotDisclosed:
+        state, must_disclose = self._state_for_sending(path, state)
+        if state is None:
+            return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
+        if must_disclose and not self._disclose(path):
             return Session(
                 False, _RULE_STDERR, "the notice could not be shown on stderr (closed or failing): nothing is sent"
             )
-        if state is None:
-            return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
         if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
             return Session(False, _RULE_PERSISTED, f"telemetry_disabled: true in {path}")  # disabled meanwhile
         event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
@@ -1370,15 +1365,16 @@ class Telemetry:
         _Sender.submit(delivery)
         return Session(True, _RULE_SEND, reason, event, delivery)
 
-    def _state_for_sending(self, path: str, state: "StateDict | None") -> "StateDict | None":
-        """The state with an install id and ``disclosure_shown`` recorded; None when it cannot be
-        had, or the opted-out state a ``disable`` left meanwhile.
+    def _state_for_sending(self, path: str, state: "StateDict | None") -> "tuple[StateDict | None, bool]":
+        """The state with an install id and ``disclosure_shown`` recorded (None when it cannot be
+        had, or the opted-out state a ``disable`` left meanwhile), and whether this session
+        recorded ``disclosure_shown`` and so must show the disclosure.
 
-        Whichever session records ``disclosure_shown`` (creating the file, or finding it
-        not true in a file an older SDK or ``enable`` wrote) prints the disclosure, once.
+        That is the session that creates the file, or finds the flag not true in a file an
+        older SDK or ``enable`` wrote: the disclosure is shown once.
         """
         if state is not None and "install_id" in state and state.get("disclosure_shown") is True:
-            return state  # every later session: nothing to write
+            return state, False  # every later session: nothing to write
         override = _env_overrides_opt_out(self.environ)
         recorded: list[bool] = []
 
@@ -1397,27 +1393,24 @@ class Telemetry:
                 fresh: StateDict = {"schema_version": _STATE_SCHEMA_VERSION, "telemetry_disabled": False}
                 add_id_and_disclosure(fresh)
                 if _create_state(path, fresh, use_links=self.use_links):
-                    self._disclose(path)
-                    return fresh
+                    return fresh, True
                 recorded.clear()
                 state = _read_state(path)  # another process created it just now
             if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
                 state = _update_state(path, add_id_and_disclosure)
         except (OSError, _StateError) as exc:
             _log("could not create the telemetry state: %r", exc)
-            return None
+            return None, False
         if state is None or ("install_id" not in state and state.get("telemetry_disabled") is not True):
-            return None
-        if recorded:
-            self._disclose(path)
-        return state
+            return None, False
+        return state, bool(recorded)
 
-    def _disclose(self, path: str) -> None:
+    def _disclose(self, path: str) -> bool:
         """Print the disclosure; when it cannot reach stderr, record that it was not shown (a
-        later session with a working stderr shows it) and raise _NotDisclosed: nothing may be
-        sent unseen."""
+        later session with a working stderr shows it) and return False: nothing may be sent
+        unseen."""
         if self._print(_disclosure_text(path)):
-            return
+            return True
 
         def not_shown(current: "StateDict | None") -> "StateDict | None":
             if current is not None:
@@ -1428,7 +1421,7 @@ class Telemetry:
             _update_state(path, not_shown)
         except (OSError, _StateError) as exc:
             _log("could not record that the disclosure was not shown: %r", exc)
-        raise _NotDisclosed
+        return False
 
     # -- explicit commands (these report failure) ----------------------------------
 
