@@ -3,7 +3,8 @@
     python3 bench/client.py [--runs 21] [--json]        (tox -e bench installs the peers)
 
 Every figure is measured in this run, beside a baseline measured in the same run: import cost
-as paired, alternating whole-process runs against a bare interpreter plus `-X importtime`;
+as paired, alternating whole-process runs against a bare interpreter plus `-X importtime`
+(beside the floor of any import: an empty module of the same name);
 start_session() timed on the host thread; process exit delay as paired, alternating runs of
 the same script with telemetry on and off by environment. Figures are medians with min and
 max. Peers (a bare eager stdlib sender, posthog, huggingface_hub's send_telemetry) are
@@ -159,13 +160,24 @@ def import_cost(runs: int) -> dict[str, object]:
     diffs = paired(
         runs, lambda: run_process("pass", env)[0], lambda: run_process("import agentsonar_telemetry", env)[0]
     )
-    cumulative = []
-    for _ in range(runs):
-        result = subprocess.run([*BARE, "-X", "importtime", "-c", PRELUDE + "import agentsonar_telemetry"], env=env,
+    # The floor of any import, in the same runs: a module of that name that only imports os and sys.
+    floor_dir = tempfile.mkdtemp()
+    Path(floor_dir, "agentsonar_telemetry.py").write_text("import os\nimport sys\n")
+    floor_prelude = f"import sys, os; sys.path[:0] = {[floor_dir]!r}\n"
+
+    def importtime(prelude: str) -> float:
+        result = subprocess.run([*BARE, "-X", "importtime", "-c", prelude + "import agentsonar_telemetry"], env=env,
                                 capture_output=True, text=True, check=True)  # fmt: skip
         line = [ln for ln in result.stderr.splitlines() if ln.rstrip().endswith("| agentsonar_telemetry")][-1]
-        cumulative.append(int(line.split("|")[1]) / 1000)
-    return {"paired_ms": summary([d * 1000 for d in diffs]), "importtime_ms": summary(cumulative)}
+        return int(line.split("|")[1]) / 1000
+
+    importtime(floor_prelude)  # writes its bytecode: both imports below are from cached bytecode
+    cumulative, floor = [], []
+    for _ in range(runs):
+        cumulative.append(importtime(PRELUDE))
+        floor.append(importtime(floor_prelude))
+    return {"paired_ms": summary([d * 1000 for d in diffs]), "importtime_ms": summary(cumulative),
+            "floor_ms": summary(floor)}  # fmt: skip
 
 
 SESSION_TIMING = textwrap.dedent(
@@ -461,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<38} {fmt(figures[key]):>26} {GOALS[key]:>8}  {'yes' if met[key] else 'NO'}")
     paired_import = report["import"]["paired_ms"]  # type: ignore[index]
     print(f"{'import, paired process runs (ms)':<38} {fmt(paired_import):>26}")
+    floor = report["import"]["floor_ms"]  # type: ignore[index]
+    print(f"{'import floor, an empty module (ms)':<38} {fmt(floor):>26}")
     if isinstance(peers, dict) and peers:
         print("\npeers, same machine, same run:")
         print(f"{'peer':<22} {'import ms':>22} {'exit healthy s':>22} {'exit never-answers s':>22} {'delivered':>9}")
