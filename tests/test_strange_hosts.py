@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import RawServer, make_client, read_state, run_python, write_known_state
 from pytest_httpserver import HTTPServer
+
+import agentsonar_telemetry as at
 
 HOUR = 3600.0
 DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
@@ -316,3 +322,55 @@ def test_a_lock_whose_holder_lives_is_never_broken(environ: dict[str, str], stat
     with pytest.raises(TimeoutError):
         client.disable_persistently()  # waited for, then a clear failure, never two holders
     assert lock.exists() and read_state(state_dir)["telemetry_disabled"] is False
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process ids")
+def test_a_breaker_that_read_the_dead_holder_late_never_breaks_the_lock_of_a_live_one(
+    state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that breaking must survive: B reads the lock of a dead holder and, before it
+    breaks it, A breaks it and goes in. B then re-reads inside the one-breaker section, sees a
+    live holder and waits; it goes in only after A came out. Forced with a profile hook on B's
+    liveness check of the dead pid, then on its first pause; no clock."""
+    write_known_state(state_dir)
+    path = str(state_dir / "state.json")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: no process has this pid now
+    Path(path + ".lock").write_text(f"{dead.pid} {os.uname().nodename} 1.0\n")
+    monkeypatch.setattr(at, "_LOCK_WAIT_SECONDS", 60.0)  # B's wait for A is not what is tested
+    order: list[str] = []
+    a_inside, a_may_leave = threading.Event(), threading.Event()
+
+    def change_of(name: str, inside: threading.Event | None = None) -> Callable[[object], None]:
+        def change(current: object) -> None:
+            order.append(f"{name} in")
+            if inside is not None:
+                inside.set()
+                a_may_leave.wait(60)
+            order.append(f"{name} out")
+
+        return change
+
+    a = threading.Thread(target=at._update_state, args=(path, change_of("A", a_inside)))
+    kill, sleep = os.kill, time.sleep
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        if event != "c_call":
+            return
+        if arg is kill and not a.is_alive() and not a_may_leave.is_set():  # B about to find the pid dead
+            a.start()
+            a_inside.wait(60)
+        elif arg is sleep and a_inside.is_set() and not a_may_leave.is_set():  # B waits for A
+            a_may_leave.set()
+            a.join(60)
+
+    sys.setprofile(profile)
+    try:
+        at._update_state(path, change_of("B"))
+    finally:
+        sys.setprofile(None)
+        a_may_leave.set()
+        if a.is_alive():
+            a.join(60)
+    assert order == ["A in", "A out", "B in", "B out"]
+    assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]  # no lock, no .break left
