@@ -18,6 +18,7 @@ at call time, never at import, and everything heavier than ``os`` and ``sys``
 is imported where it is first needed.
 """
 
+import _thread  # built in, loaded by every interpreter; not threading, a first session's milliseconds
 import os
 import sys
 
@@ -874,8 +875,6 @@ class _Delivery:
     def __init__(
         self, endpoint: str, body: bytes, state_path: str, timeout: float, clock: "Callable[[], float]"
     ) -> None:
-        import _thread  # not threading: importing it costs a first session milliseconds
-
         self.endpoint = endpoint
         self.body = body
         self.state_path = state_path
@@ -888,8 +887,6 @@ class _Delivery:
 
     def wait(self, timeout: float | None) -> bool:
         """Whether it was settled within *timeout* seconds (None: however long it takes)."""
-        import _thread
-
         if self.settled:  # the common case, and immune to a waiter interrupted holding the lock
             return True
         limit = -1 if timeout is None else min(max(timeout, 0.0), _thread.TIMEOUT_MAX)
@@ -952,8 +949,6 @@ class _Sender:
 
     @classmethod
     def reset(cls) -> None:
-        import _thread
-
         cls.lock, cls.fork_guard, cls.exit_not_started = (_thread.allocate_lock() for _ in range(3))
         cls.exit_not_started.acquire()
         cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
@@ -972,8 +967,6 @@ class _Sender:
             return  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
             if not cls.running:
-                import _thread
-
                 _thread.start_new_thread(cls._loop, ())
                 cls.running = True
         finally:
@@ -1068,15 +1061,11 @@ class _Sender:
 
     @classmethod
     def before_fork(cls) -> None:
-        import _thread
-
         if cls.fork_guard.acquire(True, _FORK_WAIT):
             cls.fork_holders.add(_thread.get_ident())
 
     @classmethod
     def after_fork_in_parent(cls) -> None:
-        import _thread
-
         me = _thread.get_ident()
         if me in cls.fork_holders:  # only the thread that took the guard lets it go
             cls.fork_holders.discard(me)
@@ -1092,8 +1081,6 @@ class _Sender:
         """
         inherited = list(cls.pending.values())
         cls.reset()
-        import _thread
-
         for delivery in inherited:  # a new lock, free: the old one may have been held at the fork
             delivery.unsettled, delivery.settled = _thread.allocate_lock(), True
 
@@ -1101,8 +1088,6 @@ class _Sender:
 def _in_main_interpreter() -> bool:
     """Whether this is the process's main interpreter. A subinterpreter (legacy, isolated, or
     concurrent.interpreters) must end with no thread of ours: sessions there are off."""
-    import _thread
-
     is_main = getattr(_thread, "_is_main_interpreter", None)  # 3.12+
     if is_main is not None:
         return bool(is_main())
