@@ -16,7 +16,7 @@ main { padding: 0 1.25rem 2rem; max-width: 1180px; }
 .lede { color: var(--muted); max-width: 60rem; }
 #sections { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 520px), 1fr)); gap: 1rem; }
 section { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 0.9rem 1rem 1rem; min-width: 0; }
-#cohorts { grid-column: 1 / -1; }
+#platform, #cohorts { grid-column: 1 / -1; }  /* two charts side by side, each as wide as a card */
 h2 { font-size: 1.05rem; margin: 0 0 0.35rem; }
 h3 { font-size: 0.95rem; margin: 0.2rem 0 0.3rem; }
 .summary { margin: 0 0 0.6rem; font-size: 0.95rem; }
