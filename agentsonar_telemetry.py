@@ -232,6 +232,29 @@ def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
     return "{\n  " + ",\n  ".join(items) + "\n}" if items else "{}"
 
 
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """Whether JSON *text* nests arrays and objects more than *limit* deep, counted before it is
+    parsed: the C scanner recurses on the C stack, and on 3.13 JSON nested 65,000 deep overflows
+    a thread stack of 1 MiB (a segfault) before any RecursionError."""
+    if text.count("[") + text.count("{") <= limit:
+        return False  # every state this module writes: one flat object
+    depth = 0
+    in_string = False
+    for piece in text.split('"'):
+        if in_string:  # still inside when this quote was escaped (an odd run of backslashes)
+            in_string = (len(piece) - len(piece.rstrip("\\"))) % 2 == 1
+            continue
+        for char in piece:
+            if char in "[{":
+                depth += 1
+                if depth > limit:
+                    return True
+            elif char in "]}":
+                depth -= 1
+        in_string = True
+    return False
+
+
 def _parse_json(text: str) -> object:
     """``json.loads(text)`` through the C scanner ``json`` itself uses, NaN and Infinity refused;
     ValueError or RecursionError when it is not JSON."""
@@ -366,13 +389,6 @@ class _StateError(Exception):
 def _validate_state(data: object) -> "StateDict":
     if not isinstance(data, dict):
         raise _StateError(f"not a JSON object but {type(data).__name__}")
-    nested = [(value, 2) for value in data.values()]
-    while nested:  # iteratively: deep nesting is the case being caught
-        value, depth = nested.pop()
-        if isinstance(value, (dict, list)):
-            if depth > _MAX_STATE_DEPTH:
-                raise _StateError(f"nested more than {_MAX_STATE_DEPTH} levels deep")
-            nested.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
     version = data.get("schema_version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
         raise _StateError("schema_version is not an integer")
@@ -416,24 +432,31 @@ def _read_state(path: str) -> "StateDict | None":
     if len(raw) > _MAX_STATE_BYTES:
         raise _StateError("larger than 64 KiB")
     try:
-        data = _parse_json(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        if _nests_deeper_than(text, _MAX_STATE_DEPTH):
+            raise _StateError(f"nested more than {_MAX_STATE_DEPTH} levels deep")
+        data = _parse_json(text)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _StateError("not valid JSON") from None
     return _validate_state(data)
 
 
 def _make_dirs(directory: str) -> None:
-    """Create *directory* and missing parents; each one this creates is 0700, others keep their mode."""
-    if os.path.isdir(directory):
-        return
-    parent = os.path.dirname(directory)
-    if parent and parent != directory:
-        _make_dirs(parent)
-    try:
-        os.mkdir(directory, 0o700)
-    except FileExistsError:
-        return
-    os.chmod(directory, 0o700)  # the umask may have taken bits away; it may never add any
+    """Create *directory* and missing parents; each one this creates is 0700, others keep their mode.
+
+    A loop, not recursion: a path of 1,500 parts would recurse past the limit, and past a small
+    thread stack on 3.10 (a segfault with 256 KiB)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        directory = "" if parent == directory else parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o700)  # the umask may have taken bits away; it may never add any
 
 
 def _write_temp(directory: str, state: "Mapping[str, object]") -> str:

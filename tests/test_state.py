@@ -102,7 +102,7 @@ CORRUPT = {
     "schema_version_bool": b'{"schema_version": true}',
     "backoff_until_string": b'{"backoff_until": "soon"}',
     "backoff_seconds_negative": b'{"backoff_seconds": -5}',
-    "deeply_nested": b"[" * 100000 + b"]" * 100000,
+    "deeply_nested": b"[" * 32000 + b"]" * 32000,  # under the 64 KiB limit
     "too_large": b'{"pad": "' + b"x" * 70000 + b'"}',
 }
 

@@ -169,6 +169,68 @@ def test_json_nested_too_deep_is_corrupt_and_disable_replaces_it(state_dir: Path
     assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
 
 
+def test_json_nested_65000_deep_in_a_small_thread_stack_is_corrupt_not_a_crash(state_dir: Path) -> None:
+    """The C scanner recurses on the C stack: a host thread of 128 KiB (threading.stack_size, as
+    servers set it; 1 MiB is enough on 3.13) segfaulted reading this file before a RecursionError."""
+    state_dir.mkdir(mode=0o700)
+    deep = '{"schema_version": 1, "x": ' + "[" * 32000 + "]" * 32000 + "}"  # under the 64 KiB limit
+    (state_dir / "state.json").write_text(deep)
+    code = textwrap.dedent(
+        """
+        import sys, threading
+        import agentsonar_telemetry as at
+        answers = []
+        def host():
+            answers.extend([at.status().rule, at.start_session("0.4.0").rule, at.main(["disable"])])
+        threading.stack_size(128 * 1024)
+        thread = threading.Thread(target=host)
+        thread.start()
+        thread.join()
+        print(answers)
+        """
+    )
+    result = run_python(code)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.splitlines()[-1] == "['state_error', 'state_error', 0]" and result.stderr == ""
+    assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": "' + "[" * 100 + '"}',  # brackets in a string are not nesting
+        '{"a": "\\\\", "b": "' + "{" * 100 + '"}',  # an escaped backslash ends before its quote
+        '{"a": [' + "[]," * 100 + "[]]}",  # many arrays, two deep
+    ],
+)
+def test_brackets_that_do_not_nest_are_not_too_deep(text: str) -> None:
+    assert not at._nests_deeper_than(text, at._MAX_STATE_DEPTH)
+    assert at._parse_json(text) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": ' + "[" * 33 + "]" * 33 + "}",
+        '{"a": "\\\\", "b": ' + "{" * 40,  # an escaped backslash, the string closed, then nesting
+        '{"a": "x\\"' + "[" * 5 + '", "b": ' + "[" * 40,  # an escaped quote keeps the string open
+    ],
+)
+def test_nesting_deeper_than_the_limit_is_seen_before_parsing(text: str) -> None:
+    assert at._nests_deeper_than(text, at._MAX_STATE_DEPTH)
+
+
+def test_a_state_directory_1500_levels_deep_is_made_without_recursion(tmp_path: Path) -> None:
+    """Each missing parent made 0700 in a loop: recursing made this a RecursionError (and a
+    segfault in a 256 KiB thread on 3.10)."""
+    deep = tmp_path.joinpath(*["d"] * 1500)
+    client, err = make_client({"AGENTSONAR_STATE_DIR": str(deep), "AGENTSONAR_TELEMETRY": "debug"})
+    assert client.start_session("0.4.0").rule == "debug"
+    assert json.loads((deep / "state.json").read_text())["disclosure_shown"] is True
+    assert DISCLOSURE in err.getvalue()
+    assert {oct(p.stat().st_mode & 0o777) for p in [deep, *list(deep.parents)[:1499]]} == {"0o700"}
+
+
 # -- a disclosure that really reached the person -------------------------------------------------
 
 
