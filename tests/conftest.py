@@ -226,7 +226,7 @@ class RawServer:
             conn.settimeout(1)
             if self.hold_open:
                 with contextlib.suppress(OSError):
-                    conn.recv(65536)
+                    read_request(conn)
                     conn.sendall(self.answer)
                 self.held.append(conn)
                 continue
@@ -242,7 +242,7 @@ class RawServer:
             stack.enter_context(conn)
             stack.enter_context(contextlib.suppress(OSError))  # ssl.SSLError is an OSError
             channel = stack.enter_context(self.tls.wrap_socket(conn, server_side=True)) if self.tls else conn
-            channel.recv(65536)
+            read_request(channel)
             channel.sendall(self.answer)
             for byte in self.drip:
                 if self._stop.wait(self.drip_every):
@@ -262,6 +262,28 @@ class RawServer:
         for conn in self.held:
             conn.close()
         self.sock.close()
+
+
+def read_request(channel: socket.socket) -> None:
+    """Read a whole request, its headers then Content-Length bytes of body: answering before the
+    body came and closing would reset the connection (unread data), and lose the answer."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = channel.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = channel.recv(65536)
+        if not chunk:
+            return
+        body += chunk
 
 
 def unread_by_peer(conn: socket.socket) -> int:
