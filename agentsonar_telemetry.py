@@ -814,18 +814,18 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
             raise TimeoutError(f"no answer within {timeout} s")
         return remaining
 
-    class BoundedSocket(socket.socket):
-        def recv_into(self, *args: "Any") -> int:
+    class BoundedSocket(socket.socket):  # keywords passed on: gevent's sendall calls send(timeout=)
+        def recv_into(self, *args: "Any", **kwargs: "Any") -> int:
             self.settimeout(left())
-            return super().recv_into(*args)
+            return super().recv_into(*args, **kwargs)
 
-        def send(self, *args: "Any") -> int:  # SSLSocket.sendall sends through this
+        def send(self, *args: "Any", **kwargs: "Any") -> int:  # SSLSocket.sendall sends through this
             self.settimeout(left())
-            return super().send(*args)
+            return super().send(*args, **kwargs)
 
-        def sendall(self, *args: "Any") -> None:
+        def sendall(self, *args: "Any", **kwargs: "Any") -> None:
             self.settimeout(left())
-            super().sendall(*args)
+            super().sendall(*args, **kwargs)
 
     class BoundedTLSSocket(BoundedSocket, ssl.SSLSocket):
         pass

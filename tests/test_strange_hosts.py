@@ -110,6 +110,71 @@ def test_a_process_that_exits_after_a_stalled_202_records_no_failure(state_dir: 
     assert "backoff_seconds" not in read_state(state_dir)
 
 
+# -- a host monkeypatched by gevent (gunicorn's gevent worker, Locust) -----------------------------
+
+GEVENT_HOST = """
+from gevent import monkey
+if {patch_first}:
+    monkey.patch_all()
+import agentsonar_telemetry as at
+monkey.patch_all()  # the second time a no-op; after our import, the order of a lazy host
+first = at.Telemetry(timeout={timeout}).start_session("0.4.0")
+print(first.rule, first.wait(30))
+at.start_session("0.4.0")  # left to the exit wait
+"""
+
+
+def gevent_collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str, **server: object) -> RawServer:
+    """A RawServer in this process, which gevent never patches; for https, its CA trusted by the host."""
+    tls = None
+    if scheme == "https":
+        import ssl
+
+        import trustme
+
+        ca, tls = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(tls)
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    return RawServer(tls=tls, **server)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("patch_first", [True, False], ids=["patched-before-import", "patched-after-import"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_gevent_host_delivers_and_records_no_failure(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str, patch_first: bool
+) -> None:
+    """gevent's sendall calls send(data, flags, timeout=...): a socket of ours that took no
+    keywords made every send a TypeError, and every gevent host a false one-hour backoff."""
+    write_known_state(state_dir)
+    accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+    server = gevent_collector(tmp_path, monkeypatch, scheme, answer=accepted)
+    try:
+        code = GEVENT_HOST.format(patch_first=patch_first, timeout=at._SOCKET_TIMEOUT)
+        result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url)
+    finally:
+        server.close()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "send True\n", "")
+    assert server.connections == 2  # both sessions, the second during the exit wait; no retry
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_gevent_host_is_held_by_a_trickling_collector_no_longer_than_the_deadline(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    write_known_state(state_dir)
+    server = gevent_collector(tmp_path, monkeypatch, scheme, answer=b"HTTP/1.1 202 ", drip=b"x" * 100_000)
+    try:
+        code = GEVENT_HOST.format(patch_first=True, timeout=0.5).replace("first.wait(30)", "first.wait(60)")
+        result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url, timeout=60)
+    finally:
+        server.close()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "send False\n", "")
+    assert server.connections == 2  # the attempt and its retry, each cut at its deadline; then backoff
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+
+
 # -- state files that are not what they seem -------------------------------------------------------
 
 
@@ -224,11 +289,18 @@ def test_a_state_directory_1500_levels_deep_is_made_without_recursion(tmp_path: 
     """Each missing parent made 0700 in a loop: recursing made this a RecursionError (and a
     segfault in a 256 KiB thread on 3.10)."""
     deep = tmp_path.joinpath(*["d"] * 1500)
-    client, err = make_client({"AGENTSONAR_STATE_DIR": str(deep), "AGENTSONAR_TELEMETRY": "debug"})
-    assert client.start_session("0.4.0").rule == "debug"
-    assert json.loads((deep / "state.json").read_text())["disclosure_shown"] is True
-    assert DISCLOSURE in err.getvalue()
-    assert {oct(p.stat().st_mode & 0o777) for p in [deep, *list(deep.parents)[:1499]]} == {"0o700"}
+    made = [deep, *deep.parents[:1499]]
+    try:
+        client, err = make_client({"AGENTSONAR_STATE_DIR": str(deep), "AGENTSONAR_TELEMETRY": "debug"})
+        assert client.start_session("0.4.0").rule == "debug"
+        assert json.loads((deep / "state.json").read_text())["disclosure_shown"] is True
+        assert DISCLOSURE in err.getvalue()
+        assert {oct(directory.stat().st_mode & 0o777) for directory in made} == {"0o700"}
+    finally:  # bottom up, here: shutil.rmtree recurses too, and pytest's cleanup would fail on 3.10 and 3.11
+        (deep / "state.json").unlink(missing_ok=True)
+        for directory in made:
+            if directory.exists():
+                directory.rmdir()
 
 
 # -- a disclosure that really reached the person -------------------------------------------------
