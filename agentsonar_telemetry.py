@@ -999,10 +999,13 @@ class _Sender:
     def _loop(cls) -> None:
         try:
             with cls.fork_guard:
-                import encodings.idna  # noqa: F401 - what the first connection would import
-                import http.client  # noqa: F401
-                import ssl  # noqa: F401
-                import urllib.request  # noqa: F401
+                try:
+                    import encodings.idna  # noqa: F401 - what the first connection would import
+                    import http.client  # noqa: F401
+                    import ssl  # noqa: F401
+                    import urllib.request  # noqa: F401
+                except ImportError:
+                    pass  # a Python built without ssl: each send then fails at once, as a failure
             while True:
                 delivery = cls._next()
                 if delivery is None:

@@ -175,6 +175,25 @@ def test_a_gevent_host_is_held_by_a_trickling_collector_no_longer_than_the_deadl
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 
+def test_a_python_without_ssl_settles_its_send_as_a_failure_at_once(state_dir: Path) -> None:
+    """A CPython built without OpenSSL: the sender thread's first import failed and it ended with
+    the event still queued, so wait() ran out its timeout and the backoff waited for the exit."""
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["ssl"] = None  # what `import ssl` finds in such a build: ImportError
+        import json, os, agentsonar_telemetry as at
+        session = at.start_session("0.4.0")
+        settled = session._delivery.wait(None)  # no timeout: only settling ends it
+        state = json.load(open(os.path.join(os.environ["AGENTSONAR_STATE_DIR"], "state.json")))
+        print(session.rule, settled, session._delivery.delivered, state["backoff_seconds"])
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL="https://127.0.0.1:9/v1/events")
+    assert (result.stdout, result.stderr) == ("send True False 3600.0\n", "")
+
+
 # -- state files that are not what they seem -------------------------------------------------------
 
 
