@@ -979,7 +979,10 @@ class _Sender:
         cls.next_number, cls.running, cls.exiting = 0, False, False
 
     @classmethod
-    def submit(cls, delivery: "_Delivery") -> None:
+    def submit(cls, delivery: "_Delivery") -> bool:
+        """Queue *delivery*; False when no thread could start (the host is out of threads or
+        memory): then nothing queued can go, and it is all dropped, unrecorded, not left for
+        the exit wait."""
         # Single dict and list operations: atomic under the GIL, safe from a signal handler (a
         # number taken twice by an interrupted session only makes two sends share a number).
         delivery.number = cls.next_number
@@ -987,11 +990,20 @@ class _Sender:
         cls.pending[id(delivery)] = delivery
         cls.queue.append(delivery)
         if not cls.lock.acquire(False):
-            return  # its holder (the thread, or the session this one interrupted) sees the queue
+            return True  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
             if not cls.running:
                 _thread.start_new_thread(cls._loop, ())
                 cls.running = True
+            return True
+        except RuntimeError as exc:  # "can't start new thread"
+            _log("could not start the telemetry sender: %r", exc)
+            orphans = cls.queue[:]
+            del cls.queue[: len(orphans)]
+            for orphan in orphans:
+                if cls.pending.pop(id(orphan), None) is not None:
+                    orphan.settle(False)
+            return False
         finally:
             cls.lock.release()
 
@@ -1373,7 +1385,8 @@ class Telemetry:
             self._print(body + "\n")
             return Session(False, _RULE_DEBUG, reason, event)
         delivery = _Delivery(self.endpoint, body.encode("utf-8"), path, self.timeout, self.now)
-        _Sender.submit(delivery)
+        if not _Sender.submit(delivery):
+            return Session(False, _RULE_ERROR, "no thread could be started to send it (out of threads or memory)")
         return Session(True, _RULE_SEND, reason, event, delivery)
 
     def _state_for_sending(self, path: str, state: "StateDict | None") -> "tuple[StateDict | None, bool]":

@@ -194,6 +194,35 @@ def test_a_python_without_ssl_settles_its_send_as_a_failure_at_once(state_dir: P
     assert (result.stdout, result.stderr) == ("send True False 3600.0\n", "")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is enforced on Linux")
+def test_a_host_out_of_threads_gets_error_and_that_event_is_never_sent(httpserver: HTTPServer, state_dir: Path) -> None:
+    """No thread can start (1 GiB stacks under a 512 MiB address-space limit): the session is
+    `error`, and its event is dropped. It stayed queued: the next session's thread sent it too,
+    an event whose session had answered "not enabled"."""
+    write_known_state(state_dir)
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    code = textwrap.dedent(
+        """
+        import resource, threading
+        import agentsonar_telemetry as at
+        threading.stack_size(1 << 30)
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (512 << 20, hard))
+        first = at.start_session("0.4.0")
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        threading.stack_size(0)
+        again = at.start_session("0.4.0")
+        print(first.rule, first.enabled, again.rule, again.wait(30), again.session_id)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+    assert result.stderr == "" and result.returncode == 0, result.stderr
+    first_rule, first_enabled, again_rule, delivered, session_id = result.stdout.split()
+    assert (first_rule, first_enabled, again_rule, delivered) == ("error", "False", "send", "True")
+    assert [json.loads(request.get_data())["session_id"] for request, _ in httpserver.log] == [session_id]
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
 # -- state files that are not what they seem -------------------------------------------------------
 
 
