@@ -83,6 +83,7 @@ _RULE_SEND = "send"
 _RULE_ERROR = "error"
 _RULE_SHUTDOWN = "shutdown"
 _RULE_INTERPRETER = "interpreter"
+_RULE_FORK = "fork"
 _RULE_STDERR = "stderr"
 _OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
 
@@ -967,11 +968,13 @@ class _Sender:
     # Per state file: the sends numbered below this were queued when its last episode failed.
     failed_before: "ClassVar[dict[str, int]]"
     next_number = 0
+    pid = 0  # the process this state is for; another in a child forked without our hooks
     running = False
     exiting = False  # set when the exit wait starts: later sessions could not be waited for
 
     @classmethod
     def reset(cls) -> None:
+        cls.pid = os.getpid()
         cls.lock, cls.fork_guard, cls.exit_not_started = (_thread.allocate_lock() for _ in range(3))
         cls.exit_not_started.acquire()
         cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
@@ -1078,6 +1081,8 @@ class _Sender:
     @classmethod
     def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
         """Give everything pending *budget* seconds in all; what is left is one failure."""
+        if cls.pid != os.getpid():  # a child forked without our hooks: the parent's sends are not ours
+            return
         cls.exiting = True
         pending = list(cls.pending.values())
         if not pending:
@@ -1364,6 +1369,10 @@ class Telemetry:
         if env_off is None and config_off is None and (_Sender.exiting or sys.is_finalizing()):
             # Started from an atexit handler after ours: nothing could be waited for.
             return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
+        if env_off is None and config_off is None and _Sender.pid != os.getpid():
+            # Forked by C code that skipped PyOS_AfterFork_Child (uWSGI's workers by default): the
+            # interpreter's own locks are as the fork found them, and a thread started here may hang.
+            return Session(False, _RULE_FORK, "forked without Python's at-fork hooks: no thread of ours may start")
         rule, reason, state = self._decide(path, env_off, config_off)
         if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
             return Session(False, rule, reason)

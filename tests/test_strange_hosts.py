@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RawServer, make_client, read_state, run_python, write_known_state
+from conftest import RawServer, SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
 from pytest_httpserver import HTTPServer
 
 import agentsonar_telemetry as at
@@ -221,6 +221,48 @@ def test_a_host_out_of_threads_gets_error_and_that_event_is_never_sent(httpserve
     assert (first_rule, first_enabled, again_rule, delivered) == ("error", "False", "send", "True")
     assert [json.loads(request.get_data())["session_id"] for request, _ in httpserver.log] == [session_id]
     assert "backoff_seconds" not in read_state(state_dir)
+
+
+RAW_FORK_HOST = """
+import ctypes, os, sys
+import encodings.idna, http.client, ssl, urllib.request  # the sender's imports: none in flight at the fork
+import agentsonar_telemetry as at
+parent = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[1]}, timeout=30).start_session("0.4.0")
+pid = ctypes.PyDLL(None).fork()  # C's fork with the GIL held, as uWSGI forks workers: no at-fork hook runs
+if pid == 0:
+    child = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[2]}).start_session("0.4.0")
+    print("child", child.rule, child.enabled, flush=True)
+    sys.exit(0)
+os.waitpid(pid, 0)
+print("parent", parent.rule, flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="C's fork through ctypes")
+def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_nothing(
+    state_dir: Path, silent_server: SilentServer
+) -> None:
+    """The parent's send is in flight (a collector that never answers) when C code forks. The
+    child inherited "a thread runs" with no thread: its sessions were queued for ever, and its
+    exit waited for the parent's send and recorded it failed, a second backoff step. A thread
+    started there instead hung at times on 3.13 (the interpreter's locks as the fork left
+    them), so the child's sessions are off, rule `fork`, and its exit leaves the parent's sends alone."""
+    write_known_state(state_dir)
+    healthy = RawServer(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", RAW_FORK_HOST, silent_server.url, healthy.url],
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        healthy.close()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "child fork False\nparent send\n", "")
+    assert healthy.connections == 0
+    assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
 
 # -- state files that are not what they seem -------------------------------------------------------
