@@ -265,6 +265,56 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
 
+# -- a host whose warnings are errors (python -X dev -W error, pytest's filterwarnings = error) --
+
+
+DEV_MODE_COLLECTORS = {
+    "accepts over https": dict(answer=b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", tls="trusted"),
+    "answers 500": dict(answer=b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"),
+    "answers garbage": dict(answer=b"garbage\r\n\r\n"),
+    "stalls after a 202": dict(answer=STALLED_202, hold_open=True),
+    "trickles over https": dict(answer=b"HTTP/1.1 202 ", tls="trusted", drip=b"x" * 100_000),
+    "has an untrusted certificate": dict(answer=b"HTTP/1.1 202 Accepted\r\n\r\n", tls="untrusted"),
+}
+
+
+@pytest.mark.parametrize("collector", DEV_MODE_COLLECTORS.values(), ids=DEV_MODE_COLLECTORS.keys())
+def test_a_host_whose_warnings_are_errors_sees_nothing_of_ours(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collector: dict[str, object]
+) -> None:
+    """Dev mode shows every ResourceWarning (a socket or file of ours left unclosed) and -W error
+    turns each warning into an exception, printed on stderr from a destructor: none may come."""
+    import ssl
+
+    import trustme
+
+    write_known_state(state_dir)
+    server = dict(collector)
+    if server.get("tls"):
+        ca = trustme.CA()
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(tls)
+        if server["tls"] == "trusted":
+            ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+            monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        server["tls"] = tls
+    collector_server = RawServer(**server)  # type: ignore[arg-type]
+    code = "import gc, agentsonar_telemetry as at\nat.Telemetry(timeout=0.5).start_session('0.4.0').wait(30)\n"
+    code += "at.start_session('0.4.0')  # left to the exit wait\ngc.collect()\n"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-X", "dev", "-W", "error", "-c", code],
+            env=subprocess_env(AGENTSONAR_TELEMETRY_URL=collector_server.url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        collector_server.close()
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 # -- state files that are not what they seem -------------------------------------------------------
 
 
