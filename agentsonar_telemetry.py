@@ -999,7 +999,7 @@ class _Sender:
                 _thread.start_new_thread(cls._loop, ())
                 cls.running = True
             return True
-        except RuntimeError as exc:  # "can't start new thread"
+        except Exception as exc:  # noqa: BLE001 - "can't start new thread", or no memory for one
             _log("could not start the telemetry sender: %r", exc)
             orphans = cls.queue[:]
             del cls.queue[: len(orphans)]
