@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,19 @@ import agentsonar_telemetry as at
 HOUR = 3600.0
 DISCLOSURE = "AgentSonar collects anonymous usage telemetry"
 STALLED_202 = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+
+
+def server_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, trusted: bool = True) -> ssl.SSLContext:
+    """A server context for 127.0.0.1 whose CA this process and its children trust (SSL_CERT_FILE),
+    or, when not *trusted*, one no client trusts."""
+    import trustme
+
+    ca, tls = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    if trusted:
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    return tls
 
 
 # -- the answer ------------------------------------------------------------------------------
@@ -49,16 +63,7 @@ def test_a_collector_that_trickles_bytes_cannot_hold_a_send_open(
     """One deadline per attempt, not one per receive: a byte every 0.05 s never lets a 0.5 s
     receive time out, so without it the status line would take 55 minutes to give up on."""
     write_known_state(state_dir)
-    tls = None
-    if scheme == "https":
-        import ssl
-
-        import trustme
-
-        ca, tls = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(tls)
-        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    tls = server_tls(tmp_path, monkeypatch) if scheme == "https" else None
     server = RawServer(b"HTTP/1.1 202 ", tls=tls, drip=b"x" * 100_000)
     try:
         environ["AGENTSONAR_TELEMETRY_URL"] = server.url
@@ -126,16 +131,7 @@ at.start_session("0.4.0")  # left to the exit wait
 
 def gevent_collector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str, **server: object) -> RawServer:
     """A RawServer in this process, which gevent never patches; for https, its CA trusted by the host."""
-    tls = None
-    if scheme == "https":
-        import ssl
-
-        import trustme
-
-        ca, tls = trustme.CA(), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(tls)
-        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    tls = server_tls(tmp_path, monkeypatch) if scheme == "https" else None
     return RawServer(tls=tls, **server)  # type: ignore[arg-type]
 
 
@@ -284,20 +280,10 @@ def test_a_host_whose_warnings_are_errors_sees_nothing_of_ours(
 ) -> None:
     """Dev mode shows every ResourceWarning (a socket or file of ours left unclosed) and -W error
     turns each warning into an exception, printed on stderr from a destructor: none may come."""
-    import ssl
-
-    import trustme
-
     write_known_state(state_dir)
     server = dict(collector)
     if server.get("tls"):
-        ca = trustme.CA()
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(tls)
-        if server["tls"] == "trusted":
-            ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-            monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
-        server["tls"] = tls
+        server["tls"] = server_tls(tmp_path, monkeypatch, trusted=server["tls"] == "trusted")
     collector_server = RawServer(**server)  # type: ignore[arg-type]
     code = "import gc, agentsonar_telemetry as at\nat.Telemetry(timeout=0.5).start_session('0.4.0').wait(30)\n"
     code += "at.start_session('0.4.0')  # left to the exit wait\ngc.collect()\n"
