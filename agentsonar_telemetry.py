@@ -1366,13 +1366,14 @@ class Telemetry:
                 _log("could not persist the telemetry choice: %r", exc)
             if not choice:
                 config_off = 'config={"telemetry": False}'
-        if env_off is None and config_off is None and (_Sender.exiting or sys.is_finalizing()):
-            # Started from an atexit handler after ours: nothing could be waited for.
-            return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
-        if env_off is None and config_off is None and _Sender.pid != os.getpid():
-            # Forked by C code that skipped PyOS_AfterFork_Child (uWSGI's workers by default): the
-            # interpreter's own locks are as the fork found them, and a thread started here may hang.
-            return Session(False, _RULE_FORK, "forked without Python's at-fork hooks: no thread of ours may start")
+        if env_off is None and config_off is None:  # the opt-outs answer first
+            if _Sender.exiting or sys.is_finalizing():
+                # Started from an atexit handler after ours: nothing could be waited for.
+                return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
+            if _Sender.pid != os.getpid():
+                # Forked by C code that skipped PyOS_AfterFork_Child (uWSGI's workers by default):
+                # the interpreter's locks are as the fork left them; a thread started here may hang.
+                return Session(False, _RULE_FORK, "forked without Python's at-fork hooks: no thread of ours may start")
         rule, reason, state = self._decide(path, env_off, config_off)
         if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
             return Session(False, rule, reason)
