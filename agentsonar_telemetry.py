@@ -913,6 +913,8 @@ class _Delivery:
         """Whether it was settled within *timeout* seconds (None: however long it takes)."""
         if self.settled:  # the common case, and immune to a waiter interrupted holding the lock
             return True
+        if _Sender.pid != os.getpid():  # inherited by a child forked without our hooks: never settles here
+            return True
         limit = -1 if timeout is None else min(max(timeout, 0.0), _thread.TIMEOUT_MAX)
         if not self.unsettled.acquire(True, limit):
             return False

@@ -227,7 +227,7 @@ parent = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[1]}, t
 pid = ctypes.PyDLL(None).fork()  # C's fork with the GIL held, as uWSGI forks workers: no at-fork hook runs
 if pid == 0:
     child = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[2]}).start_session("0.4.0")
-    print("child", child.rule, child.enabled, flush=True)
+    print("child", child.rule, child.enabled, parent.wait(None), flush=True)  # inherited: answered at once
     sys.exit(0)
 os.waitpid(pid, 0)
 print("parent", parent.rule, flush=True)
@@ -240,9 +240,10 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
 ) -> None:
     """The parent's send is in flight (a collector that never answers) when C code forks. The
     child inherited "a thread runs" with no thread: its sessions were queued for ever, and its
-    exit waited for the parent's send and recorded it failed, a second backoff step. A thread
-    started there instead hung at times on 3.13 (the interpreter's locks as the fork left
-    them), so the child's sessions are off, rule `fork`, and its exit leaves the parent's sends alone."""
+    exit waited for the parent's send and recorded it failed, a second backoff step; waiting on
+    the inherited session never returned. A thread started there instead hung at times on 3.13
+    (the interpreter's locks as the fork left them), so the child's sessions are off, rule `fork`,
+    inherited sessions answer wait() at once, and its exit leaves the parent's sends alone."""
     write_known_state(state_dir)
     healthy = RawServer(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
     try:
@@ -256,7 +257,7 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
         )
     finally:
         healthy.close()
-    assert (result.returncode, result.stdout, result.stderr) == (0, "child fork False\nparent send\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "child fork False False\nparent send\n", "")
     assert healthy.connections == 0
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
