@@ -539,6 +539,17 @@ def _create_state(path: str, state: "Mapping[str, object]", *, use_links: bool) 
         return False  # another process is creating it
 
 
+def _system_clock(monotonic: bool = True) -> float:
+    """Seconds on the system's monotonic (or wall) clock, through time.clock_gettime where there
+    is one: freezegun replaces time.monotonic and time.time in a host's tests, and a frozen clock
+    would make our bounded waits unbounded and a live lock look abandoned."""
+    import time
+
+    if not hasattr(time, "clock_gettime"):  # Windows
+        return time.monotonic() if monotonic else time.time()
+    return time.clock_gettime(time.CLOCK_MONOTONIC if monotonic else time.CLOCK_REALTIME)
+
+
 def _host_name() -> str:
     return os.environ.get("COMPUTERNAME", "") if os.name == "nt" else os.uname().nodename
 
@@ -560,7 +571,7 @@ class _StateLock:
     def __enter__(self) -> None:
         import time
 
-        deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+        deadline = _system_clock() + _LOCK_WAIT_SECONDS
         holder = f"{os.getpid()} {_host_name()} {time.time():.3f}\n".encode("utf-8", "backslashreplace")
         while True:
             try:
@@ -568,7 +579,7 @@ class _StateLock:
             except FileExistsError:
                 if self._break_if_abandoned():
                     continue
-                if time.monotonic() > deadline:
+                if _system_clock() > deadline:
                     import errno
 
                     raise TimeoutError(errno.ETIMEDOUT, "held by another process", self.lock_path) from None
@@ -585,14 +596,12 @@ class _StateLock:
 
     def _holder(self) -> "tuple[str, float] | None":
         """What the lock file says (pid, host, time) and its age in seconds; None when it is gone."""
-        import time
-
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return None
         try:
-            return os.read(fd, 512).decode("utf-8", "replace"), time.time() - os.fstat(fd).st_mtime
+            return os.read(fd, 512).decode("utf-8", "replace"), _system_clock(False) - os.fstat(fd).st_mtime
         finally:
             os.close(fd)
 
@@ -623,9 +632,7 @@ class _StateLock:
             try:
                 os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:
-                import time
-
-                if time.time() - os.stat(breaker).st_mtime > _LOCK_STALE_SECONDS:
+                if _system_clock(False) - os.stat(breaker).st_mtime > _LOCK_STALE_SECONDS:
                     _unlink_quietly(breaker)  # a breaker that died breaking
                 return False
             try:
@@ -802,15 +809,14 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
     import http.client
     import socket
     import ssl
-    import time
     import urllib.error
     import urllib.request
 
-    deadline = time.monotonic() + timeout
+    deadline = _system_clock() + timeout
     answered: list[int] = []
 
     def left() -> float:
-        remaining = deadline - time.monotonic()
+        remaining = deadline - _system_clock()
         if remaining <= 0:
             raise TimeoutError(f"no answer within {timeout} s")
         return remaining
@@ -1089,16 +1095,14 @@ class _Sender:
         pending = list(cls.pending.values())
         if not pending:
             return
-        import time
-
-        deadline = time.monotonic() + budget
+        deadline = _system_clock() + budget
         try:
             cls.exit_not_started.release()
         except RuntimeError:
             pass  # released already
         try:
             for delivery in pending:
-                if not delivery.wait(max(0.0, deadline - time.monotonic())):
+                if not delivery.wait(max(0.0, deadline - _system_clock())):
                     break  # the budget is spent: the rest are settled as one failure below
         except KeyboardInterrupt:
             pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed

@@ -302,6 +302,48 @@ def test_a_host_whose_warnings_are_errors_sees_nothing_of_ours(
     assert (result.returncode, result.stderr) == (0, "")
 
 
+# -- a host whose clock is faked (freezegun in its tests) ------------------------------------------
+
+FROZEN_HOST = """
+import freezegun
+import agentsonar_telemetry as at
+freezegun.freeze_time("{frozen_at}").start()  # never stopped, as a session-wide fixture leaves it
+{session}
+"""
+
+
+@pytest.mark.parametrize("frozen_at", ["2020-01-01", "2099-01-01"])
+def test_a_frozen_clock_neither_hangs_a_session_on_a_live_lock_nor_breaks_it(state_dir: Path, frozen_at: str) -> None:
+    """freezegun replaces time.monotonic and time.time: frozen, the 0.25 s wait for a live lock
+    never ran out (the session hung for ever), and frozen in the future, the live lock looked
+    decades old and was broken. The module reads the system's clocks through clock_gettime."""
+    write_known_state(state_dir)
+    lock = state_dir / "state.json.lock"
+    holder = f"{os.getpid()} {os.uname().nodename} 0.000\n"  # this live process, this host, now
+    lock.write_text(holder)
+    session = 'print(at.start_session("0.4.0", config={"telemetry": False}).rule)'
+    result = run_python(FROZEN_HOST.format(frozen_at=frozen_at, session=session))
+    assert (result.stdout, result.stderr) == ("config\n", "")  # off; persisting it waited, then gave up
+    assert lock.read_text() == holder  # never broken
+    assert read_state(state_dir)["telemetry_disabled"] is False
+
+
+def test_a_frozen_clock_cannot_hold_a_send_open(state_dir: Path) -> None:
+    """The one deadline per attempt runs on the system's clock: frozen, a collector trickling a
+    byte every 0.05 s held the attempt open for the 83 minutes of its drip."""
+    write_known_state(state_dir)
+    server = RawServer(b"HTTP/1.1 202 ", drip=b"x" * 100_000)
+    session = "s = at.Telemetry(timeout=0.5).start_session('0.4.0')\nprint(s._delivery.wait(None), s.wait(0))"
+    try:
+        result = run_python(
+            FROZEN_HOST.format(frozen_at="2026-06-01", session=session), AGENTSONAR_TELEMETRY_URL=server.url
+        )
+    finally:
+        server.close()
+    assert (result.stdout, result.stderr) == ("True False\n", "")
+    assert server.connections == 2  # the attempt and its retry, each cut at its deadline
+
+
 # -- state files that are not what they seem -------------------------------------------------------
 
 
