@@ -1274,11 +1274,8 @@ class Telemetry:
         return self._endpoint_setting()[1]
 
     def now(self) -> float:
-        if self._clock is not None:
-            return self._clock()
-        import time
-
-        return time.time()
+        """The *clock* passed in, else the system's wall clock (never a host's faked time.time)."""
+        return self._clock() if self._clock is not None else _system_clock(False)
 
     def _print(self, text: str) -> bool:
         """Write *text* to stderr and flush it; False when it could not be (None, closed, raising)."""

@@ -328,6 +328,18 @@ def test_a_frozen_clock_neither_hangs_a_session_on_a_live_lock_nor_breaks_it(sta
     assert read_state(state_dir)["telemetry_disabled"] is False
 
 
+def test_a_frozen_clock_is_not_the_time_of_the_session(state_dir: Path) -> None:
+    """The event's timestamp (and a backoff's) is the machine's time, not the host's frozen one:
+    the collector refuses an event from 2020, and a backoff recorded until 2020 is none."""
+    write_known_state(state_dir)
+    session = "print(at.start_session('0.4.0').event['timestamp'])"
+    before = time.time()
+    result = run_python(FROZEN_HOST.format(frozen_at="2020-01-01", session=session), AGENTSONAR_TELEMETRY="debug")
+    after = time.time()
+    assert result.returncode == 0, result.stderr
+    assert before - 1 <= float(result.stdout) <= after + 1  # the event printed, not sent, in debug mode
+
+
 def test_a_frozen_clock_cannot_hold_a_send_open(state_dir: Path) -> None:
     """The one deadline per attempt runs on the system's clock: frozen, a collector trickling a
     byte every 0.05 s held the attempt open for the 83 minutes of its drip."""
