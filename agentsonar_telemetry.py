@@ -572,7 +572,7 @@ class _StateLock:
         import time
 
         deadline = _system_clock() + _LOCK_WAIT_SECONDS
-        holder = f"{os.getpid()} {_host_name()} {time.time():.3f}\n".encode("utf-8", "backslashreplace")
+        holder = f"{os.getpid()} {_host_name()} {_system_clock(False):.3f}\n".encode("utf-8", "backslashreplace")
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
