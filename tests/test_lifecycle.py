@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
+from types import CodeType, FrameType
 
 import pytest
 from conftest import RawServer, SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
@@ -261,14 +261,19 @@ def test_after_the_backoff_a_running_process_sends_again(
 
 
 def run_once_at(
-    function: Callable[..., object], action: Callable[[], None], *, after: bool = False
+    function: Callable[..., object],
+    action: Callable[[], None],
+    *,
+    after: bool = False,
+    caller: CodeType | None = None,
 ) -> Callable[[FrameType, str, object], None]:
-    """A profile hook that runs *action* once, when this thread calls (or returns from) *function*."""
+    """A profile hook that runs *action* once, when this thread calls (or returns from) *function*
+    (from *caller*'s code, when given)."""
     fired: list[bool] = []
     wanted = "c_return" if after else "c_call"
 
     def hook(frame: FrameType, event: str, arg: object) -> None:
-        if event == wanted and arg is function and not fired:
+        if event == wanted and arg is function and not fired and (caller is None or frame.f_code is caller):
             fired.append(True)
             action()
 
@@ -277,32 +282,34 @@ def run_once_at(
 
 
 def in_another_thread(work: Callable[[], object], results: list[object]) -> Callable[[], None]:
-    """Start *work* beside the hooked thread and let it run until it has finished, or is waiting
-    for the state lock that the hooked thread holds (seen in its frames: no clock involved)."""
+    """Start *work* beside the hooked thread and let it run until it has finished, or sleeps in
+    the wait for the state lock that the hooked thread holds (seen by a profile hook of its own,
+    not by its frames: a thread taking a free lock is in the same frame, and must not count)."""
     import agentsonar_telemetry as at
 
     waiting = at._StateLock.__enter__.__code__
 
-    def blocked(thread: threading.Thread) -> bool:
-        frame = sys._current_frames().get(thread.ident or -1)
-        while frame is not None:
-            if frame.f_code is waiting:
-                return True
-            frame = frame.f_back
-        return False
-
     def action() -> None:
+        stopped = threading.Event()  # finished, or waiting for the lock
+
+        def sleeps_waiting(frame: FrameType, event: str, arg: object) -> None:
+            if event == "c_call" and arg is time.sleep and frame.f_code is waiting:
+                stopped.set()
+
         def target() -> None:
+            sys.setprofile(sleeps_waiting)  # type: ignore[arg-type]
             try:
                 results.append(work())
             except Exception as exc:  # noqa: BLE001 - recorded for the assertion
                 results.append(exc)
+            finally:
+                sys.setprofile(None)
+                stopped.set()
 
         thread = threading.Thread(target=target)
         results.append(thread)  # results[0]; what *work* returned or raised follows it
         thread.start()
-        while thread.is_alive() and not blocked(thread):
-            thread.join(0.001)
+        stopped.wait(30)  # a safety net: either comes at once
 
     return action
 
@@ -379,8 +386,9 @@ def test_a_disable_racing_the_install_id_claim_leaves_no_install_id(
     client.disable_persistently()
     client.enable_persistently()  # a state with no install id: the next session claims one, under the lock
     results: list[object] = []
-    # The first os.open of the session is its lock file: disable lands just before it.
-    hook = run_once_at(os.open, in_another_thread(make_client(environ)[0].disable_persistently, results))
+    # Disable lands just before the session takes the lock to claim an install id.
+    disable = in_another_thread(make_client(environ)[0].disable_persistently, results)
+    hook = run_once_at(os.open, disable, caller=at._StateLock.__enter__.__code__)
     sys.setprofile(hook)  # type: ignore[arg-type]
     session = client.start_session("0.4.0")
     sys.setprofile(None)
