@@ -919,7 +919,7 @@ class _Delivery:
         """Whether it was settled within *timeout* seconds (None: however long it takes)."""
         if self.settled:  # the common case, and immune to a waiter interrupted holding the lock
             return True
-        if _Sender.pid != os.getpid():  # inherited by a child forked without our hooks: never settles here
+        if _Sender.forked_without_hooks():  # inherited from the parent: never settles here
             return True
         limit = -1 if timeout is None else min(max(timeout, 0.0), _thread.TIMEOUT_MAX)
         if not self.unsettled.acquire(True, limit):
@@ -1089,7 +1089,7 @@ class _Sender:
     @classmethod
     def wait_at_exit(cls, budget: float = _EXIT_WAIT) -> None:
         """Give everything pending *budget* seconds in all; what is left is one failure."""
-        if cls.pid != os.getpid():  # a child forked without our hooks: the parent's sends are not ours
+        if cls.forked_without_hooks():  # the parent's sends are not ours to wait for or record
             return
         cls.exiting = True
         pending = list(cls.pending.values())
@@ -1107,6 +1107,13 @@ class _Sender:
         except KeyboardInterrupt:
             pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
         cls.settle(pending, False)  # a no-op for those already settled
+
+    @classmethod
+    def forked_without_hooks(cls) -> bool:
+        """In a child forked by C code that skipped PyOS_AfterFork_Child (uWSGI's workers by
+        default), which ran none of our hooks: this state is the parent's, and the interpreter's
+        own locks are as the fork left them."""
+        return cls.pid != os.getpid()
 
     @classmethod
     def before_fork(cls) -> None:
@@ -1373,9 +1380,7 @@ class Telemetry:
             if _Sender.exiting or sys.is_finalizing():
                 # Started from an atexit handler after ours: nothing could be waited for.
                 return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
-            if _Sender.pid != os.getpid():
-                # Forked by C code that skipped PyOS_AfterFork_Child (uWSGI's workers by default):
-                # the interpreter's locks are as the fork left them; a thread started here may hang.
+            if _Sender.forked_without_hooks():  # a thread started here may hang
                 return Session(False, _RULE_FORK, "forked without Python's at-fork hooks: no thread of ours may start")
         rule, reason, state = self._decide(path, env_off, config_off)
         if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
