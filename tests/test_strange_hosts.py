@@ -415,7 +415,7 @@ def test_json_nested_too_deep_is_corrupt_and_disable_replaces_it(state_dir: Path
     assert read_state(state_dir) == {"schema_version": 1, "telemetry_disabled": True}
 
 
-def test_json_nested_65000_deep_in_a_small_thread_stack_is_corrupt_not_a_crash(state_dir: Path) -> None:
+def test_json_nested_32000_deep_in_a_small_thread_stack_is_corrupt_not_a_crash(state_dir: Path) -> None:
     """The C scanner recurses on the C stack: a host thread of 128 KiB (threading.stack_size, as
     servers set it; 1 MiB is enough on 3.13) segfaulted reading this file before a RecursionError."""
     state_dir.mkdir(mode=0o700)
