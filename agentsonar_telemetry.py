@@ -1154,6 +1154,18 @@ def _in_main_interpreter() -> bool:
     return bool(interpreters.get_current() == interpreters.get_main())
 
 
+def _host_decision() -> tuple[str, str] | None:
+    """``(rule, reason)`` when the host rules sessions out (README.md, the host rules), else None;
+    asked after the opt-outs, which answer first, so that status() and sessions agree."""
+    if not _in_main_interpreter():
+        return _RULE_INTERPRETER, "not the main interpreter: no thread of ours may outlive it"
+    if _Sender.exiting or sys.is_finalizing():  # started from an atexit handler after ours
+        return _RULE_SHUTDOWN, "the interpreter is exiting: nothing could be waited for"
+    if _Sender.forked_without_hooks():
+        return _RULE_FORK, "forked without Python's at-fork hooks: a thread started here may hang"
+    return None
+
+
 # --------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------
@@ -1312,6 +1324,9 @@ class Telemetry:
             enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
             return _RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state
+        host_off = _host_decision()
+        if host_off is not None:
+            return (*host_off, state)
         variable, endpoint = self._endpoint_setting()
         problem = _endpoint_problem(endpoint)
         if problem is not None:
@@ -1361,8 +1376,6 @@ class Telemetry:
         env_off = _env_decision(self.environ)
         if env_off is not None and config is None:
             return Session(False, *env_off)  # the fast path: no file, no thread, no import
-        if not _in_main_interpreter():
-            return Session(False, _RULE_INTERPRETER, "not the main interpreter: no thread of ours may outlive it")
         path = self.state_path
         config_off = None
         try:
@@ -1376,12 +1389,6 @@ class Telemetry:
                 _log("could not persist the telemetry choice: %r", exc)
             if not choice:
                 config_off = 'config={"telemetry": False}'
-        if env_off is None and config_off is None:  # the opt-outs answer first
-            if _Sender.exiting or sys.is_finalizing():
-                # Started from an atexit handler after ours: nothing could be waited for.
-                return Session(False, _RULE_SHUTDOWN, "the interpreter is exiting: nothing is sent")
-            if _Sender.forked_without_hooks():  # a thread started here may hang
-                return Session(False, _RULE_FORK, "forked without Python's at-fork hooks: no thread of ours may start")
         rule, reason, state = self._decide(path, env_off, config_off)
         if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
             return Session(False, rule, reason)

@@ -32,7 +32,7 @@ def test_a_legacy_subinterpreter_session_is_off_and_the_interpreter_ends_cleanly
         sub = (
             "import agentsonar_telemetry as at\\n"
             "s = at.start_session('0.4.0')\\n"
-            "print('sub', s.enabled, s.rule, flush=True)"
+            "print('sub', s.enabled, s.rule, at.status().rule, flush=True)"
         )
         print("ran", _testcapi.run_in_subinterp(sub), flush=True)
         import agentsonar_telemetry as at
@@ -42,7 +42,15 @@ def test_a_legacy_subinterpreter_session_is_off_and_the_interpreter_ends_cleanly
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
     # Before: "Fatal Python error: Py_EndInterpreter: not the last thread", exit 134.
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    assert result.stdout.split("\n")[:3] == ["sub False interpreter", "ran 0", "main True"]
+    assert result.stdout.split("\n")[:3] == ["sub False interpreter interpreter", "ran 0", "main True"]
+
+
+def test_in_a_subinterpreter_the_opt_outs_answer_first_as_status_says(state_dir: Path) -> None:
+    write_known_state(state_dir, telemetry_disabled=True)
+    sub = "import agentsonar_telemetry as at\nprint(at.start_session('0.4.0').rule, at.status().rule, at.is_disabled())"
+    result = run_python(f"import _testcapi; _testcapi.run_in_subinterp({sub!r})")
+    # Before: the session said `interpreter` while status() and is_disabled() said the opt-out.
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "telemetry_disabled telemetry_disabled True\n")
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="isolated subinterpreters are 3.12+")
@@ -50,7 +58,7 @@ def test_an_isolated_subinterpreter_session_is_off_and_records_no_backoff(collec
     write_known_state(state_dir)
     code = textwrap.dedent(
         """
-        sub = "import agentsonar_telemetry as at\\nprint('sub', at.start_session('0.4.0').rule, flush=True)"
+        sub = "import agentsonar_telemetry as at\\nprint(at.start_session('0.4.0').rule, at.status().rule, flush=True)"
         try:
             import _interpreters as interpreters  # 3.13
             one = interpreters.create()
@@ -63,7 +71,7 @@ def test_an_isolated_subinterpreter_session_is_off_and_records_no_backoff(collec
         """
     )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
-    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "sub interpreter"), result.stderr
+    assert (result.returncode, result.stderr, result.stdout) == (0, "", "interpreter interpreter\n"), result.stderr
     assert "backoff_seconds" not in read_state(state_dir)
 
 

@@ -227,7 +227,7 @@ parent = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[1]}, t
 pid = ctypes.PyDLL(None).fork()  # C's fork with the GIL held, as uWSGI forks workers: no at-fork hook runs
 if pid == 0:
     child = at.Telemetry({**os.environ, "AGENTSONAR_TELEMETRY_URL": sys.argv[2]}).start_session("0.4.0")
-    print("child", child.rule, child.enabled, parent.wait(None), flush=True)  # inherited: answered at once
+    print("child", child.rule, at.status().rule, child.enabled, parent.wait(None), flush=True)  # inherited: at once
     sys.exit(0)
 os.waitpid(pid, 0)
 print("parent", parent.rule, flush=True)
@@ -257,7 +257,7 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
         )
     finally:
         healthy.close()
-    assert (result.returncode, result.stdout, result.stderr) == (0, "child fork False False\nparent send\n", "")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "child fork fork False False\nparent send\n", "")
     assert healthy.connections == 0
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
@@ -569,14 +569,14 @@ def test_a_session_started_by_an_atexit_handler_after_the_exit_wait_is_off(state
         import atexit
         def late():
             s = at.start_session("0.4.0")
-            print(s.enabled, s.rule, flush=True)
+            print(s.enabled, s.rule, at.status().rule, flush=True)
         atexit.register(late)
         import agentsonar_telemetry as at
         at.start_session("0.4.0")
         """
     )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL="http://127.0.0.1:9/v1/events")
-    assert (result.stdout.strip(), result.stderr) == ("False shutdown", "")
+    assert (result.stdout.strip(), result.stderr) == ("False shutdown shutdown", "")
 
 
 # -- the CLI -----------------------------------------------------------------------------------
