@@ -979,6 +979,7 @@ class _Sender:
     pid = 0  # the process this state is for; another in a child forked without our hooks
     running = False
     exiting = False  # set when the exit wait starts: later sessions could not be waited for
+    exit_wait_in_multiprocessing = False  # whether this process's exit wait is one of its finalizers too
 
     @classmethod
     def reset(cls) -> None:
@@ -987,7 +988,7 @@ class _Sender:
         cls.exit_not_started.acquire()
         cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
         cls.queue = []  # append and pop(0): single C calls, so reentrant; only the thread pops
-        cls.next_number, cls.running, cls.exiting = 0, False, False
+        cls.next_number, cls.running, cls.exiting, cls.exit_wait_in_multiprocessing = 0, False, False, False
 
     @classmethod
     def submit(cls, delivery: "_Delivery") -> bool:
@@ -1000,6 +1001,8 @@ class _Sender:
         cls.next_number = delivery.number + 1
         cls.pending[id(delivery)] = delivery
         cls.queue.append(delivery)
+        if not cls.exit_wait_in_multiprocessing:
+            cls.join_multiprocessing_exit()
         if not cls.lock.acquire(False):
             return True  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
@@ -1107,6 +1110,16 @@ class _Sender:
         except KeyboardInterrupt:
             pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
         cls.settle(pending, False)  # a no-op for those already settled
+
+    @classmethod
+    def join_multiprocessing_exit(cls) -> None:
+        """A child of multiprocessing started by fork or forkserver (a Pool's worker) ends in
+        os._exit after multiprocessing's own finalizers, and atexit never runs: there the exit
+        wait is one of those finalizers too (run once: a second call finds nothing pending)."""
+        cls.exit_wait_in_multiprocessing = True
+        process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
+        if process is not None and util is not None and process.parent_process() is not None:
+            util.Finalize(None, cls.wait_at_exit, exitpriority=0)
 
     @classmethod
     def forked_without_hooks(cls) -> bool:

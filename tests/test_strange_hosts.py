@@ -262,6 +262,44 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
 
+MULTIPROCESSING_HOST = """
+import multiprocessing, sys
+import agentsonar_telemetry as at
+
+def work():
+    return at.start_session("0.4.0").rule
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(1) as pool:
+        print(pool.apply(work), flush=True)
+        pool.close()
+        pool.join()  # the worker ends as a Pool's worker does: multiprocessing's finalizers, then os._exit
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork and forkserver")
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_a_multiprocessing_worker_waits_for_its_send_at_exit_and_records_it(
+    start_method: str, state_dir: Path, tmp_path: Path, silent_server: SilentServer
+) -> None:
+    """A worker started by fork or forkserver never runs atexit: its send in flight was dropped,
+    neither waited for nor recorded, and the next session sent to a dead collector again. Now its
+    exit wait runs among multiprocessing's finalizers and the failure is one backoff step."""
+    write_known_state(state_dir)
+    script = tmp_path / "host.py"  # forkserver finds work() by the main module's file
+    script.write_text(MULTIPROCESSING_HOST)
+    result = subprocess.run(
+        [sys.executable, str(script), start_method],
+        env=subprocess_env(AGENTSONAR_TELEMETRY_URL=silent_server.url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "send\n", "")
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+
+
 # -- a host whose warnings are errors (python -X dev -W error, pytest's filterwarnings = error) --
 
 
