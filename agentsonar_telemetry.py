@@ -550,19 +550,27 @@ def _system_clock(monotonic: bool = True) -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC if monotonic else time.CLOCK_REALTIME)
 
 
-def _host_name() -> str:
-    return os.environ.get("COMPUTERNAME", "") if os.name == "nt" else os.uname().nodename
+def _pid_space() -> str:
+    """Where a pid names one process: the host name, and on Linux the pid namespace too (a
+    container that shares the host's name, as under ``docker run --network host``, numbers its
+    processes apart, and a live holder's pid would look dead from there)."""
+    if os.name == "nt":
+        return os.environ.get("COMPUTERNAME", "")
+    try:
+        return f"{os.uname().nodename}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return os.uname().nodename
 
 
 class _StateLock:
-    """O_EXCL lock file ``state.json.lock`` naming its holder (pid, host, time); never taken on
+    """O_EXCL lock file ``state.json.lock`` naming its holder (pid, pid space, time); never taken on
     state.json itself.
 
-    A holder on this host whose process is gone (killed, crashed, ``os._exit`` mid-write) is
-    broken at once, with the temp files its pid left; a holder elsewhere after
-    _LOCK_STALE_SECONDS. One breaker at a time (an O_EXCL ``.break`` file) re-reads the holder
-    inside, so two processes are never inside at once. A live holder is waited for at most
-    _LOCK_WAIT_SECONDS, then TimeoutError.
+    A holder in this pid space whose process is gone (killed, crashed, ``os._exit`` mid-write)
+    is broken at once, with the temp files its pid left; a holder elsewhere (another host, or
+    another pid namespace on this one) after _LOCK_STALE_SECONDS. One breaker at a time (an
+    O_EXCL ``.break`` file) re-reads the holder inside, so two processes are never inside at
+    once. A live holder is waited for at most _LOCK_WAIT_SECONDS, then TimeoutError.
     """
 
     def __init__(self, path: str) -> None:
@@ -572,7 +580,7 @@ class _StateLock:
         import time
 
         deadline = _system_clock() + _LOCK_WAIT_SECONDS
-        holder = f"{os.getpid()} {_host_name()} {_system_clock(False):.3f}\n".encode("utf-8", "backslashreplace")
+        holder = f"{os.getpid()} {_pid_space()} {_system_clock(False):.3f}\n".encode("utf-8", "backslashreplace")
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -595,7 +603,7 @@ class _StateLock:
         _unlink_quietly(self.lock_path)
 
     def _holder(self) -> "tuple[str, float] | None":
-        """What the lock file says (pid, host, time) and its age in seconds; None when it is gone."""
+        """What the lock file says (pid, pid space, time) and its age in seconds; None when it is gone."""
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
@@ -610,7 +618,7 @@ class _StateLock:
         """The pid of a holder that will never release the lock (0: unnamed); None when it may."""
         fields = holder[0].split()
         pid = int(fields[0]) if fields and fields[0].isdigit() else 0
-        if pid > 0 and len(fields) > 1 and fields[1] == _host_name() and os.name != "nt":
+        if pid > 0 and len(fields) > 1 and fields[1] == _pid_space() and os.name != "nt":
             try:
                 os.kill(pid, 0)  # never on Windows, where it ends the process
             except ProcessLookupError:

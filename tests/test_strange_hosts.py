@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -357,7 +358,7 @@ def test_a_frozen_clock_neither_hangs_a_session_on_a_live_lock_nor_breaks_it(sta
     decades old and was broken. The module reads the system's clocks through clock_gettime."""
     write_known_state(state_dir)
     lock = state_dir / "state.json.lock"
-    holder = f"{os.getpid()} {os.uname().nodename} 0.000\n"  # this live process, this host, now
+    holder = f"{os.getpid()} {at._pid_space()} 0.000\n"  # this live process, this host, now
     lock.write_text(holder)
     session = 'print(at.start_session("0.4.0", config={"telemetry": False}).rule)'
     result = run_python(FROZEN_HOST.format(frozen_at=frozen_at, session=session))
@@ -670,11 +671,45 @@ def test_a_lock_left_by_a_killed_process_is_broken_at_once_with_its_temp_file(
 def test_a_lock_whose_holder_lives_is_never_broken(environ: dict[str, str], state_dir: Path) -> None:
     write_known_state(state_dir)
     lock = state_dir / "state.json.lock"
-    lock.write_text(f"{os.getpid()} {os.uname().nodename if os.name != 'nt' else ''} 1.0\n")  # this process: alive
+    lock.write_text(f"{os.getpid()} {at._pid_space()} 1.0\n")  # this process: alive
     client, _ = make_client(environ)
     with pytest.raises(TimeoutError):
         client.disable_persistently()  # waited for, then a clear failure, never two holders
     assert lock.exists() and read_state(state_dir)["telemetry_disabled"] is False
+
+
+IN_A_CONTAINER = """
+import agentsonar_telemetry as at
+try:
+    at.disable_persistently()
+    print("disabled")
+except TimeoutError:
+    print("waited for the holder, then gave up")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("unshare") is None, reason="Linux pid namespaces")
+def test_a_live_lock_is_never_broken_from_another_pid_namespace_of_the_same_host(state_dir: Path) -> None:
+    """A container that shares the host's name and home (docker run --network host -v $HOME...)
+    numbers processes apart: the holder's pid did not exist in there, so it broke a live lock of
+    the host's, and two processes were inside at once. A real pid namespace (unshare)."""
+    if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("not allowed to make a pid namespace here")
+    write_known_state(state_dir)
+    path = str(state_dir / "state.json")
+    with at._StateLock(path):
+        holder = Path(path + ".lock").read_text()
+        result = subprocess.run(
+            ["unshare", "--pid", "--fork", sys.executable, "-c", IN_A_CONTAINER],
+            env=subprocess_env(AGENTSONAR_STATE_DIR=str(state_dir)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert Path(path + ".lock").read_text() == holder
+    assert (result.stdout, result.stderr) == ("waited for the holder, then gave up\n", "")
+    assert read_state(state_dir)["telemetry_disabled"] is False
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX process ids")
@@ -689,7 +724,7 @@ def test_a_breaker_that_read_the_dead_holder_late_never_breaks_the_lock_of_a_liv
     path = str(state_dir / "state.json")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # reaped: no process has this pid now
-    Path(path + ".lock").write_text(f"{dead.pid} {os.uname().nodename} 1.0\n")
+    Path(path + ".lock").write_text(f"{dead.pid} {at._pid_space()} 1.0\n")
     monkeypatch.setattr(at, "_LOCK_WAIT_SECONDS", 60.0)  # B's wait for A is not what is tested
     order: list[str] = []
     a_inside, a_may_leave = threading.Event(), threading.Event()
