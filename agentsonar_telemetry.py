@@ -1003,14 +1003,14 @@ class _Sender:
         """Queue *delivery*; False when no thread could start (the host is out of threads or
         memory): then nothing queued can go, and it is all dropped, unrecorded, not left for
         the exit wait."""
+        if not cls.exit_wait_in_multiprocessing:
+            cls.join_multiprocessing_exit()
         # Single dict and list operations: atomic under the GIL, safe from a signal handler (a
         # number taken twice by an interrupted session only makes two sends share a number).
         delivery.number = cls.next_number
         cls.next_number = delivery.number + 1
         cls.pending[id(delivery)] = delivery
         cls.queue.append(delivery)
-        if not cls.exit_wait_in_multiprocessing:
-            cls.join_multiprocessing_exit()
         if not cls.lock.acquire(False):
             return True  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
@@ -1126,8 +1126,11 @@ class _Sender:
         wait is one of those finalizers too (run once: a second call finds nothing pending)."""
         cls.exit_wait_in_multiprocessing = True
         process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
-        if process is not None and util is not None and process.parent_process() is not None:
-            util.Finalize(None, cls.wait_at_exit, exitpriority=0)
+        try:
+            if process is not None and util is not None and process.parent_process() is not None:
+                util.Finalize(None, cls.wait_at_exit, exitpriority=0)
+        except Exception as exc:  # noqa: BLE001 - a module of that name that is not the standard one
+            _log("could not join multiprocessing's exit: %r", exc)
 
     @classmethod
     def forked_without_hooks(cls) -> bool:
