@@ -1,5 +1,7 @@
-"""The module in the strangest hosts: stalled answers, state files that are not files, a stderr
-that cannot be written, Ctrl-C and atexit during the exit wait, a CLI with undecodable paths.
+"""The module in the strangest hosts: stalled answers, gevent, forks without Python's hooks,
+multiprocessing workers, faked clocks, state files that are not files, a stderr that cannot be
+written, Ctrl-C and atexit during the exit wait, a CLI with undecodable paths, locks of the dead
+and of other pid namespaces.
 Each case failed before its fix; none depends on how fast the machine is."""
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def test_a_python_without_ssl_settles_its_send_as_a_failure_at_once(state_dir: P
     )
     result = run_python(code, AGENTSONAR_TELEMETRY_URL="https://127.0.0.1:9/v1/events")
     assert (result.stdout, result.stderr) == ("send True False 3600.0\n", "")
+
+
+# -- a host's own processes: out of threads, forked without Python's hooks, multiprocessing -------
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS is enforced on Linux")
