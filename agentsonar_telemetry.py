@@ -79,6 +79,7 @@ _RULE_STATE_ERROR = "state_error"
 _RULE_ENDPOINT = "endpoint"
 _RULE_DEBUG = "debug"
 _RULE_BACKOFF = "backoff"
+_RULE_BACKLOG = "backlog"
 _RULE_SEND = "send"
 _RULE_ERROR = "error"
 _RULE_SHUTDOWN = "shutdown"
@@ -91,6 +92,7 @@ _SOCKET_TIMEOUT = 2.0  # seconds: one deadline for each attempt's whole exchange
 _RETRY_DELAY = 0.1  # seconds before the one retry
 _EXIT_WAIT = 0.5  # seconds pending sends may delay interpreter exit, all of them together
 _FORK_WAIT = 2.0  # seconds os.fork() waits for the sender to leave what a child must not inherit
+_MAX_PENDING = 10_000  # events a process holds unsent: sessions faster than the collector never grow it
 _BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
 _BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
 
@@ -1362,6 +1364,8 @@ class Telemetry:
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
             return _RULE_BACKOFF, f"in backoff after failed sends, until {until}", state
+        if len(_Sender.pending) >= _MAX_PENDING:
+            return _RULE_BACKLOG, f"{_MAX_PENDING} events of this process wait to be sent: no more are queued", state
         return _RULE_SEND, enabled, state
 
     def status(self) -> Status:
@@ -1370,7 +1374,7 @@ class Telemetry:
         rule, reason, state = self._decide(path, _env_decision(self.environ), None)
         install_id = state.get("install_id") if state and _is_uuid4(state.get("install_id")) else None
         event = None
-        if rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF):
+        if rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF, _RULE_BACKLOG):
             event = {
                 "install_id": install_id or "(assigned at the first session)",
                 "session_id": "(new for each session)",

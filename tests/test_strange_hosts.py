@@ -326,6 +326,30 @@ def test_a_module_named_multiprocessing_that_is_not_the_standard_one_changes_not
     assert len(httpserver.log) == 1
 
 
+# -- a host that starts sessions faster than the collector answers (a session per request) --------
+
+
+def test_sessions_faster_than_the_collector_answers_hold_at_most_max_pending_events(
+    state_dir: Path, silent_server: SilentServer
+) -> None:
+    """A server starting a session per request, its collector slower than its requests: every
+    event waited in memory, without bound, until exit. Now at most _MAX_PENDING wait, and the
+    sessions beyond them say `backlog`, as status() does."""
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import agentsonar_telemetry as at
+        at._MAX_PENDING = 3
+        client = at.Telemetry(timeout=60)  # the first send is in flight for the whole test
+        print(*[client.start_session("0.4.0").rule for _ in range(5)], client.status().rule, at.is_disabled())
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=silent_server.url)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "send send send backlog backlog backlog False\n"
+    assert read_state(state_dir)["backoff_seconds"] == HOUR  # the three, one failed episode at exit
+
+
 # -- a host whose warnings are errors (python -X dev -W error, pytest's filterwarnings = error) --
 
 
