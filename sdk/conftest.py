@@ -67,12 +67,16 @@ class Host:
 # What a user of the SDK writes: its public API, and a script that ends right after.
 HOST_CODE = textwrap.dedent(
     """
-    import json, sys, threading
+    import atexit, json, sys, threading
     extra = json.loads(sys.argv[1])
     if extra.get("machine"):  # a released SDK reads platform.machine(): simulate another machine
         import platform
         platform.machine = lambda: extra["machine"]
     from agentsonar import monitor_orchestrator
+    import agentsonar._telemetry as telemetry
+    if hasattr(telemetry, "_Sender"):  # this file vendored: its exit wait given 30 s, not 0.5 s, so
+        atexit.unregister(telemetry._Sender.wait_at_exit)  # a busy machine delivers too (bench/ times 0.5 s)
+        atexit.register(telemetry._Sender.wait_at_exit, 30)
     config = {"file_output": False, "console_output": False, **extra.get("config", {})}
     sonar = monitor_orchestrator(config=config)
     sonar.delegation("orchestrator", "generator")

@@ -205,7 +205,9 @@ def test_twenty_sessions_against_a_silent_collector_are_one_episode(
     assert 0.4 < asked <= at._EXIT_WAIT  # one budget for all twenty, not one each (that would be 10 s)
     state = read_state(state_dir)
     assert state["backoff_seconds"] == HOUR  # one step, not 2**20 hours capped at 7 days
-    assert silent_server.connections() == 1  # the other nineteen stayed off the network
+    # The other nineteen stayed off the network (the first may not have connected within the
+    # budget on a busy machine).
+    assert silent_server.connections() <= 1
 
 
 def test_two_hundred_pending_sessions_share_one_exit_budget(

@@ -321,7 +321,9 @@ def test_exit_wait_is_bounded_and_records_backoff(
     assert elapsed >= 0.45  # the budget was spent waiting (bench/client.py measures its upper bound)
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # still in flight at exit: a failure
     elapsed, (rule, _) = run_and_time(silent_server.url)
-    assert rule == "backoff" and silent_server.connections() == 1
+    # One connection in all: no retry within the budget, none in backoff (and none at all where
+    # the machine was too busy for the first to connect within the budget).
+    assert rule == "backoff" and silent_server.connections() <= 1
 
 
 def test_exit_against_refused_port_records_backoff(state_dir: Path, known: dict[str, object]) -> None:

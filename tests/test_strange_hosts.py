@@ -121,10 +121,13 @@ def test_a_process_that_exits_after_a_stalled_202_records_no_failure(state_dir: 
 # -- a host monkeypatched by gevent (gunicorn's gevent worker, Locust) -----------------------------
 
 GEVENT_HOST = """
+import atexit
 from gevent import monkey
 if {patch_first}:
     monkey.patch_all()
 import agentsonar_telemetry as at
+atexit.unregister(at._Sender.wait_at_exit)  # the exit wait given 30 s, not 0.5: a busy machine delivers too
+atexit.register(at._Sender.wait_at_exit, 30)
 monkey.patch_all()  # the second time a no-op; after our import, the order of a lazy host
 first = at.Telemetry(timeout={timeout}).start_session("0.4.0")
 print(first.rule, first.wait(30))
