@@ -91,6 +91,7 @@ _OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_P
 _SOCKET_TIMEOUT = 2.0  # seconds: one deadline for each attempt's whole exchange
 _RETRY_DELAY = 0.1  # seconds before the one retry
 _EXIT_WAIT = 0.5  # seconds pending sends may delay interpreter exit, all of them together
+_EXIT_WRITE_WAIT = 0.25  # seconds more for an outcome being written when that budget runs out
 _FORK_WAIT = 2.0  # seconds os.fork() waits for the sender to leave what a child must not inherit
 _MAX_PENDING = 10_000  # events a process holds unsent: sessions faster than the collector never grow it
 _BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
@@ -1108,18 +1109,27 @@ class _Sender:
         pending = list(cls.pending.values())
         if not pending:
             return
-        deadline = _system_clock() + budget
         try:
             cls.exit_not_started.release()
         except RuntimeError:
             pass  # released already
+        cls._wait_for(pending, budget)
+        cls.settle(pending, False)  # what is left is one failure; a no-op for those already settled
+        # Those the thread took to settle before the budget ran out are being written now (an
+        # fsync on a busy disk): ending the interpreter would cut the write, and lose the backoff.
+        cls._wait_for(pending, _EXIT_WRITE_WAIT)
+
+    @staticmethod
+    def _wait_for(deliveries: "list[_Delivery]", seconds: float) -> None:
+        """Wait up to *seconds* in all for *deliveries* to settle. Ctrl-C while exiting ends the
+        wait and prints nothing: what is pending is then one failed episode."""
+        deadline = _system_clock() + seconds
         try:
-            for delivery in pending:
-                if not delivery.wait(max(0.0, deadline - _system_clock())):
-                    break  # the budget is spent: the rest are settled as one failure below
+            for delivery in deliveries:
+                if not delivery.settled and not delivery.wait(max(0.0, deadline - _system_clock())):
+                    return
         except KeyboardInterrupt:
-            pass  # Ctrl-C while exiting: what is pending is one failed episode, and nothing is printed
-        cls.settle(pending, False)  # a no-op for those already settled
+            pass
 
     @classmethod
     def join_multiprocessing_exit(cls) -> None:

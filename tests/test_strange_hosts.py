@@ -652,6 +652,46 @@ def test_ctrl_c_during_the_exit_wait_prints_nothing_and_counts_one_failed_episod
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 
+OUTCOME_WRITTEN_AT_THE_DEADLINE = """
+import atexit, json, os, sys, threading
+def checked():  # registered before the module's exit wait, so it runs after it
+    state = json.load(open(os.path.join(os.environ["AGENTSONAR_STATE_DIR"], "state.json")))
+    print(session._delivery.settled, "backoff_seconds" in state, flush=True)
+atexit.register(checked)
+import agentsonar_telemetry as at
+main, main_settled, main_waits_again = threading.main_thread(), [], threading.Event()
+record_outcome = at._record_outcome
+def slow_record(*args):  # the thread's write of the failure: held until the exit's budget ran out
+    if threading.current_thread() is not main:
+        main_waits_again.wait(30)
+    record_outcome(*args)
+at._record_outcome = slow_record
+settle = at._Sender.settle.__func__
+def settle_then_note(cls, deliveries, delivered):
+    settle(cls, deliveries, delivered)
+    if threading.current_thread() is main:
+        main_settled.append(True)
+at._Sender.settle = classmethod(settle_then_note)
+def profile(frame, event, arg):  # the main thread waits on a delivery after its own settle
+    if event == "c_call" and getattr(arg, "__name__", "") == "acquire" and main_settled:
+        main_waits_again.set()
+sys.setprofile(profile)
+session = at.start_session("0.4.0")  # a refused port: the thread settles it at once, then writes
+"""
+
+
+def test_an_outcome_the_sender_is_writing_when_the_exit_budget_ends_is_written(state_dir: Path) -> None:
+    """The thread took the failure to record it; the exit's budget ran out while it wrote (an
+    fsync on a busy disk). The exit found nothing left to settle and the interpreter ended,
+    cutting the write: no backoff, so the next process sent again, and a lock and a temp file were
+    left. Now the exit waits a moment for an outcome being written. Forced with hooks, no clock."""
+    write_known_state(state_dir)
+    result = run_python(OUTCOME_WRITTEN_AT_THE_DEADLINE, AGENTSONAR_TELEMETRY_URL="http://127.0.0.1:9/v1/events")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True True\n", "")
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+    assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]
+
+
 def test_a_session_started_by_an_atexit_handler_after_the_exit_wait_is_off(state_dir: Path) -> None:
     write_known_state(state_dir)
     # Registered before the module's own handler, so it runs after it (atexit is last in, first out).
