@@ -990,7 +990,7 @@ class _Sender:
     pid = 0  # the process this state is for; another in a child forked without our hooks
     running = False
     exiting = False  # set when the exit wait starts: later sessions could not be waited for
-    exit_wait_in_multiprocessing = False  # whether this process's exit wait is one of its finalizers too
+    multiprocessing_checked = False  # whether this process looked for multiprocessing's exit (once each)
 
     @classmethod
     def reset(cls) -> None:
@@ -999,14 +999,14 @@ class _Sender:
         cls.exit_not_started.acquire()
         cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
         cls.queue = []  # append and pop(0): single C calls, so reentrant; only the thread pops
-        cls.next_number, cls.running, cls.exiting, cls.exit_wait_in_multiprocessing = 0, False, False, False
+        cls.next_number, cls.running, cls.exiting, cls.multiprocessing_checked = 0, False, False, False
 
     @classmethod
     def submit(cls, delivery: "_Delivery") -> bool:
         """Queue *delivery*; False when no thread could start (the host is out of threads or
         memory): then nothing queued can go, and it is all dropped, unrecorded, not left for
         the exit wait."""
-        if not cls.exit_wait_in_multiprocessing:
+        if not cls.multiprocessing_checked:
             cls.join_multiprocessing_exit()
         # Single dict and list operations: atomic under the GIL, safe from a signal handler (a
         # number taken twice by an interrupted session only makes two sends share a number).
@@ -1126,7 +1126,7 @@ class _Sender:
         deadline = _system_clock() + seconds
         try:
             for delivery in deliveries:
-                if not delivery.settled and not delivery.wait(max(0.0, deadline - _system_clock())):
+                if not delivery.wait(max(0.0, deadline - _system_clock())):
                     return
         except KeyboardInterrupt:
             pass
@@ -1136,7 +1136,7 @@ class _Sender:
         """A child of multiprocessing started by fork or forkserver (a Pool's worker) ends in
         os._exit after multiprocessing's own finalizers, and atexit never runs: there the exit
         wait is one of those finalizers too (run once: a second call finds nothing pending)."""
-        cls.exit_wait_in_multiprocessing = True
+        cls.multiprocessing_checked = True
         process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
         try:
             if process is not None and util is not None and process.parent_process() is not None:

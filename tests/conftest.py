@@ -107,6 +107,14 @@ def subprocess_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+# Gives the module's exit wait 30 s instead of 0.5 s, through atexit's own API, in a host that
+# imported it as `at`: that the exit waits for a send in flight is then a fact of the code, not
+# of how busy the machine is. bench/client.py shows 10 of 10 delivered within the real 0.5 s.
+PATIENT_EXIT = (
+    "import atexit\natexit.unregister(at._Sender.wait_at_exit)\natexit.register(at._Sender.wait_at_exit, 30)\n"
+)
+
+
 def run_python(
     code: str, *, timeout: float = 30, env: dict[str, str] | None = None, **overrides: str
 ) -> subprocess.CompletedProcess[str]:

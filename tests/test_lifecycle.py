@@ -46,8 +46,8 @@ EXIT_CLOCK = textwrap.dedent(
     import agentsonar_telemetry
     _delivery_wait = agentsonar_telemetry._Delivery.wait
     def _counted_wait(self, timeout):
-        if "start" in _marks and threading.current_thread() is threading.main_thread():
-            _asked.append(timeout)
+        if "start" in _marks and threading.current_thread() is threading.main_thread() and not self.settled:
+            _asked.append(timeout)  # a wait on a settled delivery returns at once: it asks for nothing
         return _delivery_wait(self, timeout)
     agentsonar_telemetry._Delivery.wait = _counted_wait
     def mark_exit_start():

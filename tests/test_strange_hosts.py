@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RawServer, SilentServer, make_client, read_state, run_python, subprocess_env, write_known_state
+from conftest import (
+    PATIENT_EXIT,
+    RawServer,
+    SilentServer,
+    make_client,
+    read_state,
+    run_python,
+    subprocess_env,
+    write_known_state,
+)
 from pytest_httpserver import HTTPServer
 
 import agentsonar_telemetry as at
@@ -121,14 +130,11 @@ def test_a_process_that_exits_after_a_stalled_202_records_no_failure(state_dir: 
 # -- a host monkeypatched by gevent (gunicorn's gevent worker, Locust) -----------------------------
 
 GEVENT_HOST = """
-import atexit
 from gevent import monkey
 if {patch_first}:
     monkey.patch_all()
 import agentsonar_telemetry as at
-atexit.unregister(at._Sender.wait_at_exit)  # the exit wait given 30 s, not 0.5: a busy machine delivers too
-atexit.register(at._Sender.wait_at_exit, 30)
-monkey.patch_all()  # the second time a no-op; after our import, the order of a lazy host
+{patient_exit}monkey.patch_all()  # the second time a no-op; after our import, the order of a lazy host
 first = at.Telemetry(timeout={timeout}).start_session("0.4.0")
 print(first.rule, first.wait(30))
 at.start_session("0.4.0")  # left to the exit wait
@@ -152,7 +158,7 @@ def test_a_gevent_host_delivers_and_records_no_failure(
     accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
     server = gevent_collector(tmp_path, monkeypatch, scheme, answer=accepted)
     try:
-        code = GEVENT_HOST.format(patch_first=patch_first, timeout=at._SOCKET_TIMEOUT)
+        code = GEVENT_HOST.format(patch_first=patch_first, timeout=at._SOCKET_TIMEOUT, patient_exit=PATIENT_EXIT)
         result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url)
     finally:
         server.close()
@@ -168,7 +174,9 @@ def test_a_gevent_host_is_held_by_a_trickling_collector_no_longer_than_the_deadl
     write_known_state(state_dir)
     server = gevent_collector(tmp_path, monkeypatch, scheme, answer=b"HTTP/1.1 202 ", drip=b"x" * 100_000)
     try:
-        code = GEVENT_HOST.format(patch_first=True, timeout=0.5).replace("first.wait(30)", "first.wait(60)")
+        code = GEVENT_HOST.format(patch_first=True, timeout=0.5, patient_exit=PATIENT_EXIT).replace(
+            "first.wait(30)", "first.wait(60)"
+        )
         result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url, timeout=60)
     finally:
         server.close()
