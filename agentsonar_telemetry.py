@@ -104,6 +104,9 @@ _MAX_TIMESTAMP = 4.1e9
 _LOCK_STALE_SECONDS = 30.0
 _LOCK_WAIT_SECONDS = 0.25
 _REPLACE_TRIES = 10 if os.name == "nt" else 1  # a Windows reader holding the file blocks a replace
+# HOME unset and no passwd entry (a container's --user 12345, systemd's DynamicUser) leaves "~"
+# as it is: a path relative to the host's working directory, which a state must never be.
+_NO_HOME = f"no home directory to keep it in (HOME is unset or relative): set {_ENV_STATE_DIR}"
 
 _VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+_-")
 _NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz_")
@@ -670,8 +673,13 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
     *change* gets the state as it is now (None when absent; a fresh one in place of a
     corrupt file when *replace_corrupt*, else _StateError). Returns the state as left.
     A missing state directory means there is nothing to change, unless *change* writes
-    a state where there was none. Raises OSError when the lock cannot be had.
+    a state where there was none. Raises OSError when the lock cannot be had, or *path* is
+    relative (no home directory).
     """
+    if not os.path.isabs(path):
+        import errno
+
+        raise OSError(errno.ENOENT, _NO_HOME, path)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         try:
@@ -1347,6 +1355,8 @@ class Telemetry:
             return (*env_off, None)
         if config_off is not None:
             return _RULE_CONFIG, config_off, None
+        if not os.path.isabs(path):
+            return _RULE_STATE_ERROR, f"state file {path}: {_NO_HOME}", None
         try:
             state = _read_state(path)
         except _StateError as exc:

@@ -458,6 +458,62 @@ def test_a_frozen_clock_cannot_hold_a_send_open(state_dir: Path) -> None:
 # -- state files that are not what they seem -------------------------------------------------------
 
 
+def test_a_host_with_no_home_keeps_no_state_and_sends_nothing(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HOME unset (or relative) with no passwd entry leaves "~" as it is: the state was a path
+    relative to the host's working directory, where `disable` wrote ./~/.agentsonar/state.json
+    and said it was persisted (from any other directory it was not there)."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    environ = {"HOME": "relative-home", "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")}
+    client, err = make_client(environ)
+    assert client.state_path == os.path.join("relative-home", ".agentsonar", "state.json")
+    status = client.status()
+    assert status.rule == "state_error" and "AGENTSONAR_STATE_DIR" in status.reason
+    assert client.start_session("0.4.0").rule == "state_error"
+    for command in (client.disable_persistently, client.enable_persistently, client.reset):
+        with pytest.raises(FileNotFoundError, match="no home directory"):
+            command()
+    assert sorted(os.listdir(tmp_path)) == before and err.getvalue() == ""
+    assert httpserver.log == []
+
+
+NO_HOME_USER = """
+import argparse, json, os, sys
+import agentsonar_telemetry as at
+# What the CLI imports, argparse's lazy imports too, read while the interpreter's files are root's.
+parser = argparse.ArgumentParser()
+parser.add_subparsers(dest="command").add_parser("disable")
+parser.parse_args(["disable"])
+os.setgid(54321)
+os.setuid(54321)  # a user with no passwd entry, as a container's --user 54321
+print(os.path.expanduser("~"), at.status().rule)
+sys.exit(at.main(["disable"]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="becoming a user with no home")
+def test_a_user_with_no_passwd_entry_and_no_home_gets_one_error_line_and_no_litter() -> None:
+    """The real case: HOME unset and a uid unknown to the system (CI runs as root, so it runs there)."""
+    import pwd
+    import tempfile
+
+    with pytest.raises(KeyError):
+        pwd.getpwuid(54321)
+    with tempfile.TemporaryDirectory() as cwd:
+        os.chmod(cwd, 0o777)
+        env = subprocess_env()
+        for name in ("HOME", "USERPROFILE", "AGENTSONAR_STATE_DIR"):
+            env.pop(name, None)
+        result = subprocess.run(
+            [sys.executable, "-c", NO_HOME_USER], env=env, cwd=cwd, capture_output=True, text=True, check=False
+        )
+        assert (result.returncode, result.stdout) == (1, "~ state_error\n"), result.stderr
+        assert result.stderr.startswith("error: disable failed: no home directory") and result.stderr.count("\n") == 1
+        assert os.listdir(cwd) == []
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_a_fifo_named_state_json_is_a_state_error_not_a_hang(state_dir: Path) -> None:
     state_dir.mkdir(mode=0o700)
