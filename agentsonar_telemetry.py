@@ -45,6 +45,11 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone need
     from typing import Any, ClassVar, Literal, TextIO
 
     StateDict = dict[str, Any]
+    # Session.rule and Status.rule: which rule decided (README.md, "Who decides").
+    Rule = Literal[
+        "AGENTSONAR_TELEMETRY", "DO_NOT_TRACK", "config", "telemetry_disabled", "state_error", "endpoint", "debug",
+        "backoff", "backlog", "send", "error", "shutdown", "interpreter", "fork", "stderr",
+    ]  # fmt: skip
     # What a change to state.json returns: the state to write, None to leave the file alone,
     # or "delete" to remove it.
     StateChange = Callable[[StateDict | None], "StateDict | Literal['delete'] | None"]
@@ -70,23 +75,7 @@ _ON_VALUES = frozenset({"on", "1", "true", "yes", "enabled"})
 _DEBUG_VALUE = "debug"
 _DO_NOT_TRACK_UNSET = frozenset({"", "0", "false", "no", "off"})
 
-# Session.rule and Status.rule: which rule decided (README.md, "Who decides").
-_RULE_ENV = "AGENTSONAR_TELEMETRY"
-_RULE_DO_NOT_TRACK = "DO_NOT_TRACK"
-_RULE_CONFIG = "config"
-_RULE_PERSISTED = "telemetry_disabled"
-_RULE_STATE_ERROR = "state_error"
-_RULE_ENDPOINT = "endpoint"
-_RULE_DEBUG = "debug"
-_RULE_BACKOFF = "backoff"
-_RULE_BACKLOG = "backlog"
-_RULE_SEND = "send"
-_RULE_ERROR = "error"
-_RULE_SHUTDOWN = "shutdown"
-_RULE_INTERPRETER = "interpreter"
-_RULE_FORK = "fork"
-_RULE_STDERR = "stderr"
-_OPT_OUT_RULES = frozenset({_RULE_ENV, _RULE_DO_NOT_TRACK, _RULE_CONFIG, _RULE_PERSISTED, _RULE_STATE_ERROR})
+_OPT_OUT_RULES = frozenset({"AGENTSONAR_TELEMETRY", "DO_NOT_TRACK", "config", "telemetry_disabled", "state_error"})
 
 _SOCKET_TIMEOUT = 2.0  # seconds: one deadline for each attempt's whole exchange
 _RETRY_DELAY = 0.1  # seconds before the one retry
@@ -302,17 +291,17 @@ def _abbreviated(value: str) -> str:
     return value if len(value) <= 40 else value[:37] + "..."
 
 
-def _env_decision(environ: "Mapping[str, str]") -> tuple[str, str] | None:
+def _env_decision(environ: "Mapping[str, str]") -> "tuple[Rule, str] | None":
     """``(rule, reason)`` when the environment turns telemetry off, else None."""
     raw = environ.get(_ENV_TELEMETRY, "")
     value = raw.strip().lower()
     if value and value not in _ON_VALUES and value != _DEBUG_VALUE:
         if value in _OFF_VALUES:
-            return _RULE_ENV, f"{_ENV_TELEMETRY}={_abbreviated(raw)}"
-        return _RULE_ENV, f"{_ENV_TELEMETRY}={_abbreviated(raw)} is not a recognised value, so off"
+            return "AGENTSONAR_TELEMETRY", f"{_ENV_TELEMETRY}={_abbreviated(raw)}"
+        return "AGENTSONAR_TELEMETRY", f"{_ENV_TELEMETRY}={_abbreviated(raw)} is not a recognised value, so off"
     dnt = environ.get(_ENV_DO_NOT_TRACK, "")
     if dnt.strip().lower() not in _DO_NOT_TRACK_UNSET:
-        return _RULE_DO_NOT_TRACK, f"{_ENV_DO_NOT_TRACK}={_abbreviated(dnt)}"
+        return "DO_NOT_TRACK", f"{_ENV_DO_NOT_TRACK}={_abbreviated(dnt)}"
     return None
 
 
@@ -1198,15 +1187,15 @@ def _in_main_interpreter() -> bool:
     return bool(interpreters.get_current() == interpreters.get_main())
 
 
-def _host_decision() -> tuple[str, str] | None:
+def _host_decision() -> "tuple[Rule, str] | None":
     """``(rule, reason)`` when the host rules sessions out (README.md, the host rules), else None;
     asked after the opt-outs, which answer first, so that status() and sessions agree."""
     if not _in_main_interpreter():
-        return _RULE_INTERPRETER, "not the main interpreter: no thread of ours may outlive it"
+        return "interpreter", "not the main interpreter: no thread of ours may outlive it"
     if _Sender.exiting or sys.is_finalizing():  # started from an atexit handler after ours
-        return _RULE_SHUTDOWN, "the interpreter is exiting: nothing could be waited for"
+        return "shutdown", "the interpreter is exiting: nothing could be waited for"
     if _Sender.forked_without_hooks():
-        return _RULE_FORK, "forked without Python's at-fork hooks: a thread started here may hang"
+        return "fork", "forked without Python's at-fork hooks: a thread started here may hang"
     return None
 
 
@@ -1228,7 +1217,7 @@ class Session:
     def __init__(
         self,
         enabled: bool,
-        rule: str,
+        rule: "Rule",
         reason: str,
         event: dict[str, object] | None = None,
         delivery: "_Delivery | None" = None,
@@ -1262,7 +1251,7 @@ class Status:
     def __init__(
         self,
         enabled: bool,
-        rule: str,
+        rule: "Rule",
         reason: str,
         state_path: str,
         install_id: str | None,
@@ -1348,45 +1337,45 @@ class Telemetry:
     # -- decision (no side effects) -----------------------------------------
 
     def _decide(
-        self, path: str, env_off: tuple[str, str] | None, config_off: str | None
-    ) -> "tuple[str, str, StateDict | None]":
+        self, path: str, env_off: "tuple[Rule, str] | None", config_off: str | None
+    ) -> "tuple[Rule, str, StateDict | None]":
         """``(rule, reason, state as read)``."""
         if env_off is not None:
             return (*env_off, None)
         if config_off is not None:
-            return _RULE_CONFIG, config_off, None
+            return "config", config_off, None
         if not os.path.isabs(path):
-            return _RULE_STATE_ERROR, f"state file {path}: {_NO_HOME}", None
+            return "state_error", f"state file {path}: {_NO_HOME}", None
         try:
             state = _read_state(path)
         except _StateError as exc:
             reason = f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh"
-            return _RULE_STATE_ERROR, reason, None
+            return "state_error", reason, None
         enabled = "enabled"
         if state is not None and state.get("telemetry_disabled") is True:
             if not _env_overrides_opt_out(self.environ):
-                return _RULE_PERSISTED, f"telemetry_disabled: true in {path}", state
+                return "telemetry_disabled", f"telemetry_disabled: true in {path}", state
             value = _abbreviated(self.environ.get(_ENV_TELEMETRY, ""))
             enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
-            return _RULE_STATE_ERROR, f"state directory {os.path.dirname(path)} is not writable", state
+            return "state_error", f"state directory {os.path.dirname(path)} is not writable", state
         host_off = _host_decision()
         if host_off is not None:
             return (*host_off, state)
         variable, endpoint = self._endpoint_setting()
         problem = _endpoint_problem(endpoint)
         if problem is not None:
-            return _RULE_ENDPOINT, f"{variable}={_abbreviated(endpoint)} {problem}", state
+            return "endpoint", f"{variable}={_abbreviated(endpoint)} {problem}", state
         if _is_debug(self.environ):
-            return _RULE_DEBUG, f"{_ENV_TELEMETRY}=debug: the event is printed, not sent", state
+            return "debug", f"{_ENV_TELEMETRY}=debug: the event is printed, not sent", state
         if _in_backoff(state, self.now()):
             import time
 
             until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(state["backoff_until"])))  # type: ignore[index]
-            return _RULE_BACKOFF, f"in backoff after failed sends, until {until}", state
+            return "backoff", f"in backoff after failed sends, until {until}", state
         if len(_Sender.pending) >= _MAX_PENDING:
-            return _RULE_BACKLOG, f"{_MAX_PENDING} events of this process wait to be sent: no more are queued", state
-        return _RULE_SEND, enabled, state
+            return "backlog", f"{_MAX_PENDING} events of this process wait to be sent: no more are queued", state
+        return "send", enabled, state
 
     def status(self) -> Status:
         """What :meth:`start_session` would do now; reads, never writes."""
@@ -1394,7 +1383,7 @@ class Telemetry:
         rule, reason, state = self._decide(path, _env_decision(self.environ), None)
         install_id = state.get("install_id") if state and _is_uuid4(state.get("install_id")) else None
         event = None
-        if rule in (_RULE_SEND, _RULE_DEBUG, _RULE_BACKOFF, _RULE_BACKLOG):
+        if rule in ("send", "debug", "backoff", "backlog"):
             event = {
                 "install_id": install_id or "(assigned at the first session)",
                 "session_id": "(new for each session)",
@@ -1403,7 +1392,7 @@ class Telemetry:
                 "adapter": "(the host SDK's adapter, custom_python by default)",
                 "timestamp": "(when the session starts)",
             }
-        return Status(rule == _RULE_SEND, rule, reason, path, install_id, self.endpoint, event)
+        return Status(rule == "send", rule, reason, path, install_id, self.endpoint, event)
 
     # -- sessions -------------------------------------------------------------
 
@@ -1418,7 +1407,7 @@ class Telemetry:
                 _log("telemetry session failed: %r", exc)
             except Exception:  # noqa: BLE001
                 pass
-            return Session(False, _RULE_ERROR, f"internal error: {exc.__class__.__name__}")
+            return Session(False, "error", f"internal error: {exc.__class__.__name__}")
 
     def _start_session(self, version: object, adapter: object, config: object) -> Session:
         env_off = _env_decision(self.environ)
@@ -1438,29 +1427,29 @@ class Telemetry:
             if not choice:
                 config_off = 'config={"telemetry": False}'
         rule, reason, state = self._decide(path, env_off, config_off)
-        if rule not in (_RULE_SEND, _RULE_DEBUG):  # backoff included: no event is built
+        if rule not in ("send", "debug"):  # backoff included: no event is built
             return Session(False, rule, reason)
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
-            return Session(False, _RULE_ERROR, "the system clock is out of range")
+            return Session(False, "error", "the system clock is out of range")
         state, must_disclose = self._state_for_sending(path, state)
         if state is None:
-            return Session(False, _RULE_STATE_ERROR, f"could not create {path}")
+            return Session(False, "state_error", f"could not create {path}")
         if must_disclose and not self._disclose(path):
             return Session(
-                False, _RULE_STDERR, "the notice could not be shown on stderr (closed or failing): nothing is sent"
+                False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
             )
         if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
-            return Session(False, _RULE_PERSISTED, f"telemetry_disabled: true in {path}")  # disabled meanwhile
+            return Session(False, "telemetry_disabled", f"telemetry_disabled: true in {path}")  # disabled meanwhile
         event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
         body = _json_text(event)
-        if rule == _RULE_DEBUG:
+        if rule == "debug":
             self._print(body + "\n")
-            return Session(False, _RULE_DEBUG, reason, event)
+            return Session(False, "debug", reason, event)
         delivery = _Delivery(self.endpoint, body.encode("utf-8"), path, self.timeout, self.now)
         if not _Sender.submit(delivery):
-            return Session(False, _RULE_ERROR, "no thread could be started to send it (out of threads or memory)")
-        return Session(True, _RULE_SEND, reason, event, delivery)
+            return Session(False, "error", "no thread could be started to send it (out of threads or memory)")
+        return Session(True, "send", reason, event, delivery)
 
     def _state_for_sending(self, path: str, state: "StateDict | None") -> "tuple[StateDict | None, bool]":
         """The state with an install id and ``disclosure_shown`` recorded (None when it cannot be
@@ -1672,7 +1661,7 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
         session = client.start_session(args.sdk_version, args.adapter)
         if not session.enabled:
             _write_text(out, f"not sent: {session.reason}\n")
-            return 0 if session.rule != _RULE_ERROR else 1
+            return 0 if session.rule != "error" else 1
         if session.wait(args.timeout):
             _write_text(out, f"sent session {session.session_id} to {client.endpoint}\n")
             return 0
