@@ -96,6 +96,7 @@ _REPLACE_TRIES = 10 if os.name == "nt" else 1  # a Windows reader holding the fi
 # HOME unset and no passwd entry (a container's --user 12345, systemd's DynamicUser) leaves "~"
 # as it is: a path relative to the host's working directory, which a state must never be.
 _NO_HOME = f"no home directory to keep it in (HOME is unset or relative): set {_ENV_STATE_DIR}"
+_FOREIGN_HOME = "and this is root: run it without sudo, or with sudo -H"
 
 _VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+_-")
 _NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz_")
@@ -665,11 +666,14 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
     a state where there was none. Raises OSError when the lock cannot be had, or *path* is
     relative (no home directory).
     """
-    if not os.path.isabs(path):
-        import errno
+    import errno
 
+    if not os.path.isabs(path):
         raise OSError(errno.ENOENT, _NO_HOME, path)
     directory = os.path.dirname(path)
+    owner = _foreign_owner(directory)
+    if owner:
+        raise OSError(errno.EACCES, f"the state directory is user {owner}'s, {_FOREIGN_HOME}", directory)
     if not os.path.isdir(directory):
         try:
             absent = _read_state(path) is None  # or why it cannot be reached
@@ -700,6 +704,21 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
             return current
         _write_state(path, new)
         return new
+
+
+def _foreign_owner(directory: str) -> int:
+    """The owner of *directory*, or of its nearest existing parent, when this process is root and
+    that owner is not (else 0). Root keeps no state in another user's directory (``sudo`` keeping
+    ``HOME``, as macOS's does): what it wrote there would be root's, and lock that user out of
+    their own state."""
+    if os.name == "nt" or os.geteuid() != 0:
+        return 0
+    while not os.path.exists(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    try:
+        return os.stat(directory).st_uid
+    except OSError:
+        return 0
 
 
 def _dir_writable(directory: str) -> bool:
@@ -1359,6 +1378,9 @@ class Telemetry:
             enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
         if not _dir_writable(os.path.dirname(path)):
             return "state_error", f"state directory {os.path.dirname(path)} is not writable", state
+        owner = _foreign_owner(os.path.dirname(path))
+        if owner:
+            return "state_error", f"state directory {os.path.dirname(path)} is user {owner}'s, {_FOREIGN_HOME}", state
         host_off = _host_decision()
         if host_off is not None:
             return (*host_off, state)

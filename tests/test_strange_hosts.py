@@ -479,6 +479,29 @@ def test_a_host_with_no_home_keeps_no_state_and_sends_nothing(
     assert httpserver.log == []
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root, in another user's home")
+def test_root_in_another_users_home_keeps_no_state_there_and_honours_their_opt_out(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """`sudo` keeping HOME (macOS's does): root made ~/.agentsonar and state.json its own, and the
+    user was locked out of their own state, even of `disable`. A real chown (CI runs as root)."""
+    home = tmp_path / "user-home"
+    home.mkdir()
+    os.chown(home, 54321, 54321)
+    client, err = make_client({"HOME": str(home), "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")})
+    status = client.status()
+    assert status.rule == "state_error" and "54321" in status.reason and "sudo" in status.reason
+    assert client.start_session("0.4.0").rule == "state_error"
+    with pytest.raises(PermissionError, match="sudo -H"):
+        client.disable_persistently()
+    assert os.listdir(home) == [] and err.getvalue() == "" and httpserver.log == []
+    (home / ".agentsonar").mkdir()
+    write_known_state(home / ".agentsonar", telemetry_disabled=True)
+    for path in (home / ".agentsonar", home / ".agentsonar" / "state.json"):
+        os.chown(path, 54321, 54321)
+    assert client.status().rule == "telemetry_disabled"  # the user's opt-out holds under sudo
+
+
 NO_HOME_USER = """
 import argparse, json, os, sys
 import agentsonar_telemetry as at
