@@ -663,8 +663,8 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
     *change* gets the state as it is now (None when absent; a fresh one in place of a
     corrupt file when *replace_corrupt*, else _StateError). Returns the state as left.
     A missing state directory means there is nothing to change, unless *change* writes
-    a state where there was none. Raises OSError when the lock cannot be had, or *path* is
-    relative (no home directory).
+    a state where there was none. Raises OSError when the lock cannot be had, when *path* is
+    relative (no home directory), and for root in another user's directory (_foreign_owner).
     """
     import errno
 
