@@ -711,7 +711,8 @@ def _foreign_owner(directory: str) -> int:
     that owner is not (else 0). Root keeps no state in another user's directory (``sudo`` keeping
     ``HOME``, as macOS's does): what it wrote there would be root's, and lock that user out of
     their own state."""
-    if os.name == "nt" or os.geteuid() != 0:
+    geteuid = getattr(os, "geteuid", None)  # absent on Windows and WASI
+    if geteuid is None or geteuid() != 0:
         return 0
     while not os.path.exists(directory) and os.path.dirname(directory) != directory:
         directory = os.path.dirname(directory)
