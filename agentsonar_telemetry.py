@@ -93,10 +93,6 @@ _MAX_TIMESTAMP = 4.1e9
 _LOCK_STALE_SECONDS = 30.0
 _LOCK_WAIT_SECONDS = 0.25
 _REPLACE_TRIES = 10 if os.name == "nt" else 1  # a Windows reader holding the file blocks a replace
-# HOME unset and no passwd entry (a container's --user 12345, systemd's DynamicUser) leaves "~"
-# as it is: a path relative to the host's working directory, which a state must never be.
-_NO_HOME = f"no home directory to keep it in (HOME is unset or relative): set {_ENV_STATE_DIR}"
-_FOREIGN_HOME = "and this is root: run it without sudo, or with sudo -H"
 
 _VERSION_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.+_-")
 _NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz_")
@@ -663,17 +659,15 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
     *change* gets the state as it is now (None when absent; a fresh one in place of a
     corrupt file when *replace_corrupt*, else _StateError). Returns the state as left.
     A missing state directory means there is nothing to change, unless *change* writes
-    a state where there was none. Raises OSError when the lock cannot be had, when *path* is
-    relative (no home directory), and for root in another user's directory (_foreign_owner).
+    a state where there was none. Raises OSError when the lock cannot be had, or the state
+    may not be kept there (_state_dir_problem).
     """
-    import errno
-
-    if not os.path.isabs(path):
-        raise OSError(errno.ENOENT, _NO_HOME, path)
     directory = os.path.dirname(path)
-    owner = _foreign_owner(directory)
-    if owner:
-        raise OSError(errno.EACCES, f"the state directory is user {owner}'s, {_FOREIGN_HOME}", directory)
+    problem = _state_dir_problem(path)
+    if problem is not None:
+        import errno
+
+        raise PermissionError(errno.EACCES, f"the state directory is {problem}", directory)
     if not os.path.isdir(directory):
         try:
             absent = _read_state(path) is None  # or why it cannot be reached
@@ -706,31 +700,28 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
         return new
 
 
-def _foreign_owner(directory: str) -> int:
-    """The owner of *directory*, or of its nearest existing parent, when this process is root and
-    that owner is not (else 0). Root keeps no state in another user's directory (``sudo`` keeping
-    ``HOME``, as macOS's does): what it wrote there would be root's, and lock that user out of
-    their own state."""
-    geteuid = getattr(os, "geteuid", None)  # absent on Windows and WASI
-    if geteuid is None or geteuid() != 0:
-        return 0
-    while not os.path.exists(directory) and os.path.dirname(directory) != directory:
-        directory = os.path.dirname(directory)
-    try:
-        return os.stat(directory).st_uid
-    except OSError:
-        return 0
+def _state_dir_problem(path: str) -> str | None:
+    """Why the state may not be kept at *path* (its directory made when missing), or None.
 
-
-def _dir_writable(directory: str) -> bool:
-    """Whether files can be created in *directory*, or it can be made."""
-    probe = directory
+    Never relative to the host's working directory: with HOME unset and no passwd entry (a
+    container's --user 12345, systemd's DynamicUser), "~" stays as it is. And root keeps none
+    in another user's directory (``sudo`` keeping ``HOME``, as macOS's does): what it wrote
+    there would be root's, and lock that user out of their own state.
+    """
+    if not os.path.isabs(path):
+        return f"not absolute: there is no home directory (HOME is unset or relative); set {_ENV_STATE_DIR}"
+    probe = os.path.dirname(path)
     while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            return False
-        probe = parent
-    return os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)
+        if os.path.dirname(probe) == probe:
+            return "not writable"  # a Windows drive that is not there
+        probe = os.path.dirname(probe)
+    if not (os.path.isdir(probe) and os.access(probe, os.W_OK | os.X_OK)):
+        return "not writable"
+    geteuid = getattr(os, "geteuid", None)  # absent on Windows and WASI
+    owner = os.stat(probe).st_uid if geteuid is not None and geteuid() == 0 else 0
+    if owner:
+        return f"user {owner}'s, and this is root: run it without sudo, or with sudo -H"
+    return None
 
 
 def _in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
@@ -1364,10 +1355,8 @@ class Telemetry:
             return (*env_off, None)
         if config_off is not None:
             return "config", config_off, None
-        if not os.path.isabs(path):
-            return "state_error", f"state file {path}: {_NO_HOME}", None
         try:
-            state = _read_state(path)
+            state = _read_state(path) if os.path.isabs(path) else None  # no home: nothing to read
         except _StateError as exc:
             reason = f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh"
             return "state_error", reason, None
@@ -1377,11 +1366,9 @@ class Telemetry:
                 return "telemetry_disabled", f"telemetry_disabled: true in {path}", state
             value = _abbreviated(self.environ.get(_ENV_TELEMETRY, ""))
             enabled = f"enabled: {_ENV_TELEMETRY}={value} overrides telemetry_disabled: true in {path}"
-        if not _dir_writable(os.path.dirname(path)):
-            return "state_error", f"state directory {os.path.dirname(path)} is not writable", state
-        owner = _foreign_owner(os.path.dirname(path))
-        if owner:
-            return "state_error", f"state directory {os.path.dirname(path)} is user {owner}'s, {_FOREIGN_HOME}", state
+        problem = _state_dir_problem(path)
+        if problem is not None:
+            return "state_error", f"state directory {os.path.dirname(path)} is {problem}", state
         host_off = _host_decision()
         if host_off is not None:
             return (*host_off, state)
