@@ -260,17 +260,18 @@ def test_read_only_home(tmp_path: Path, first_run: bool) -> None:
     before = sorted(p.name for p in home.rglob("*"))
     code = textwrap.dedent(
         """
-        import agentsonar_telemetry as at
+        import sys, agentsonar_telemetry as at
         s = at.start_session("1")
-        print(s.rule, s.enabled, at.status().rule)
+        print(s.rule, s.enabled, at.status().rule, flush=True)
+        sys.exit(at.main(["disable"]))
         """
     )
     env = subprocess_env(HOME=str(home), AGENTSONAR_TELEMETRY="debug")
     env.pop("AGENTSONAR_STATE_DIR")
     result = _read_only(home if first_run else state_dir, code, env)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["state_error", "False", "state_error"]
-    assert result.stderr == ""
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["state_error", "False", "state_error"]
+    assert result.stderr == f"error: disable failed: the state directory is not writable: {state_dir}\n"
     assert sorted(p.name for p in home.rglob("*")) == before
 
 
