@@ -703,13 +703,15 @@ def _update_state(path: str, change: "StateChange", *, replace_corrupt: bool = F
 def _state_dir_problem(path: str) -> str | None:
     """Why the state may not be kept at *path* (its directory made when missing), or None.
 
-    Never relative to the host's working directory: with HOME unset and no passwd entry (a
-    container's --user 12345, systemd's DynamicUser), "~" stays as it is. And root keeps none
+    Never relative to the host's working directory, where each directory a process starts in
+    would hold its own opt-out: a relative AGENTSONAR_STATE_DIR, or "~" left as it is with HOME
+    unset and no passwd entry (a container's --user 12345, systemd's DynamicUser). Root keeps none
     in another user's directory (``sudo`` keeping ``HOME``, as macOS's does): what it wrote
     there would be root's, and lock that user out of their own state.
     """
     if not os.path.isabs(path):
-        return f"not absolute: there is no home directory (HOME is unset or relative); set {_ENV_STATE_DIR}"
+        source = f"{_ENV_STATE_DIR}, or HOME when that is unset"
+        return f"not absolute (it comes from {source}): set {_ENV_STATE_DIR} to an absolute path"
     probe = os.path.dirname(path)
     while not os.path.exists(probe):
         if os.path.dirname(probe) == probe:
@@ -1316,12 +1318,14 @@ class Telemetry:
 
     @property
     def state_path(self) -> str:
-        configured = self.environ.get(_ENV_STATE_DIR, "")
-        if configured.strip():
-            directory = os.path.abspath(os.path.expanduser(configured))
-        else:
+        """``AGENTSONAR_STATE_DIR`` (else ``~/.agentsonar``) with ``~`` the home of *environ*; never
+        made absolute here: one relative to the working directory is not used (_state_dir_problem)."""
+        directory = self.environ.get(_ENV_STATE_DIR, "").strip() or os.path.join("~", ".agentsonar")
+        if directory == "~" or directory[:2] in ("~/", "~" + os.sep):
             home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
-            directory = os.path.join(home or os.path.expanduser("~"), ".agentsonar")
+            directory = os.path.join(home or os.path.expanduser("~"), directory[2:])
+        else:
+            directory = os.path.expanduser(directory)  # ~user
         return os.path.join(directory, _STATE_FILE_NAME)
 
     def _endpoint_setting(self) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,10 @@ def test_environment_is_read_at_call_time(
 def test_default_state_dir_is_under_home(hermetic: Path) -> None:
     client = at.Telemetry({"HOME": str(hermetic)})
     assert client.state_path == str(hermetic / ".agentsonar" / "state.json")
+
+
+def test_a_tilde_in_the_state_dir_setting_is_the_home_passed_in(tmp_path: Path) -> None:
+    """Not the process's HOME (os.path.expanduser reads os.environ, whatever mapping was passed)."""
+    for setting in ("~/state", "~"):
+        client = at.Telemetry({"HOME": str(tmp_path / "passed-in"), "AGENTSONAR_STATE_DIR": setting})
+        assert client.state_path == os.path.join(tmp_path / "passed-in", setting[2:], "state.json")

@@ -458,22 +458,31 @@ def test_a_frozen_clock_cannot_hold_a_send_open(state_dir: Path) -> None:
 # -- state files that are not what they seem -------------------------------------------------------
 
 
-def test_a_host_with_no_home_keeps_no_state_and_sends_nothing(
-    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("settings", "state_path"),
+    [
+        ({"HOME": "relative-home"}, os.path.join("relative-home", ".agentsonar", "state.json")),
+        ({"AGENTSONAR_STATE_DIR": ".agentsonar"}, os.path.join(".agentsonar", "state.json")),
+        ({"AGENTSONAR_STATE_DIR": " state "}, os.path.join("state", "state.json")),
+        ({"AGENTSONAR_STATE_DIR": "~/s", "HOME": "relative-home"}, os.path.join("relative-home", "s", "state.json")),
+    ],
+)
+def test_a_state_directory_that_is_not_absolute_keeps_no_state_and_sends_nothing(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], state_path: str
 ) -> None:
-    """HOME unset (or relative) with no passwd entry leaves "~" as it is: the state was a path
+    """HOME unset (or relative) with no passwd entry leaves "~" as it is, and a relative
+    AGENTSONAR_STATE_DIR was made absolute against the working directory: the state was a path
     relative to the host's working directory, where `disable` wrote ./~/.agentsonar/state.json
-    and said it was persisted (from any other directory it was not there)."""
+    (or ./.agentsonar/state.json) and said it was persisted (from any other directory it was not there)."""
     monkeypatch.chdir(tmp_path)
     before = sorted(os.listdir(tmp_path))
-    environ = {"HOME": "relative-home", "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")}
-    client, err = make_client(environ)
-    assert client.state_path == os.path.join("relative-home", ".agentsonar", "state.json")
+    client, err = make_client({**settings, "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")})
+    assert client.state_path == state_path
     status = client.status()
-    assert status.rule == "state_error" and "AGENTSONAR_STATE_DIR" in status.reason
+    assert status.rule == "state_error" and "set AGENTSONAR_STATE_DIR to an absolute path" in status.reason
     assert client.start_session("0.4.0").rule == "state_error"
     for command in (client.disable_persistently, client.enable_persistently, client.reset):
-        with pytest.raises(PermissionError, match="no home directory"):
+        with pytest.raises(PermissionError, match=r"not absolute \(it comes from AGENTSONAR_STATE_DIR, or HOME"):
             command()
     assert sorted(os.listdir(tmp_path)) == before and err.getvalue() == ""
     assert httpserver.log == []
@@ -517,7 +526,10 @@ sys.exit(at.main(["disable"]))
 
 
 @pytest.mark.skipif(not hasattr(os, "setuid") or os.geteuid() != 0, reason="becoming a user with no home")
-def test_a_user_with_no_passwd_entry_and_no_home_gets_one_error_line_and_no_litter() -> None:
+@pytest.mark.parametrize("state_dir_setting", [None, "~/.agentsonar"])  # as Docker's ENV leaves it: unexpanded
+def test_a_user_with_no_passwd_entry_and_no_home_gets_one_error_line_and_no_litter(
+    state_dir_setting: str | None,
+) -> None:
     """The real case: HOME unset and a uid unknown to the system (CI runs as root, so it runs there)."""
     import pwd
     import tempfile
@@ -529,11 +541,13 @@ def test_a_user_with_no_passwd_entry_and_no_home_gets_one_error_line_and_no_litt
         env = subprocess_env()
         for name in ("HOME", "USERPROFILE", "AGENTSONAR_STATE_DIR"):
             env.pop(name, None)
+        if state_dir_setting is not None:
+            env["AGENTSONAR_STATE_DIR"] = state_dir_setting
         result = subprocess.run(
             [sys.executable, "-c", NO_HOME_USER], env=env, cwd=cwd, capture_output=True, text=True, check=False
         )
         assert (result.returncode, result.stdout) == (1, "~ state_error\n"), result.stderr
-        assert result.stderr.startswith("error: disable failed: the state directory is not absolute: there is no home")
+        assert result.stderr.startswith("error: disable failed: the state directory is not absolute (it comes from")
         assert result.stderr.count("\n") == 1
         assert os.listdir(cwd) == []
 
