@@ -710,8 +710,7 @@ def _state_dir_problem(path: str) -> str | None:
     there would be root's, and lock that user out of their own state.
     """
     if not os.path.isabs(path):
-        source = f"{_ENV_STATE_DIR}, or HOME when that is unset"
-        return f"not absolute (it comes from {source}): set {_ENV_STATE_DIR} to an absolute path"
+        return f"not absolute: {_ENV_STATE_DIR}, or HOME when it is unset, must be an absolute path"
     probe = os.path.dirname(path)
     while not os.path.exists(probe):
         if os.path.dirname(probe) == probe:

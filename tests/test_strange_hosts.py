@@ -479,10 +479,10 @@ def test_a_state_directory_that_is_not_absolute_keeps_no_state_and_sends_nothing
     client, err = make_client({**settings, "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")})
     assert client.state_path == state_path
     status = client.status()
-    assert status.rule == "state_error" and "set AGENTSONAR_STATE_DIR to an absolute path" in status.reason
+    assert status.rule == "state_error" and "AGENTSONAR_STATE_DIR, or HOME when it is unset, must be" in status.reason
     assert client.start_session("0.4.0").rule == "state_error"
     for command in (client.disable_persistently, client.enable_persistently, client.reset):
-        with pytest.raises(PermissionError, match=r"not absolute \(it comes from AGENTSONAR_STATE_DIR, or HOME"):
+        with pytest.raises(PermissionError, match="not absolute: AGENTSONAR_STATE_DIR, or HOME when it is unset, must"):
             command()
     assert sorted(os.listdir(tmp_path)) == before and err.getvalue() == ""
     assert httpserver.log == []
@@ -547,7 +547,8 @@ def test_a_user_with_no_passwd_entry_and_no_home_gets_one_error_line_and_no_litt
             [sys.executable, "-c", NO_HOME_USER], env=env, cwd=cwd, capture_output=True, text=True, check=False
         )
         assert (result.returncode, result.stdout) == (1, "~ state_error\n"), result.stderr
-        assert result.stderr.startswith("error: disable failed: the state directory is not absolute (it comes from")
+        expected = "error: disable failed: the state directory is not absolute: AGENTSONAR_STATE_DIR, or HOME"
+        assert result.stderr.startswith(expected)
         assert result.stderr.count("\n") == 1
         assert os.listdir(cwd) == []
 
