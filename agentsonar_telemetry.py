@@ -1319,7 +1319,7 @@ class Telemetry:
     def state_path(self) -> str:
         """``AGENTSONAR_STATE_DIR`` (else ``~/.agentsonar``) with ``~`` the home of *environ*; never
         made absolute here: one relative to the working directory is not used (_state_dir_problem)."""
-        directory = self.environ.get(_ENV_STATE_DIR, "").strip() or os.path.join("~", ".agentsonar")
+        directory = self.environ.get(_ENV_STATE_DIR, "").strip() or "~/.agentsonar"
         if directory == "~" or directory[:2] in ("~/", "~" + os.sep):
             home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
             directory = os.path.join(home or os.path.expanduser("~"), directory[2:])
