@@ -770,7 +770,7 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
 
 
 def _write_text(stream: "TextIO", text: str) -> bool:
-    """Write and flush; a path or value the stream cannot encode is written backslash-escaped.
+    """Write and flush (a stream may have no flush); what it cannot encode is backslash-escaped.
     False, never an exception, when the stream is closed or fails."""
     try:
         try:
@@ -778,7 +778,9 @@ def _write_text(stream: "TextIO", text: str) -> bool:
         except UnicodeEncodeError:
             encoding = getattr(stream, "encoding", None) or "utf-8"
             stream.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
-        stream.flush()
+        flush = getattr(stream, "flush", None)  # a host's own stream may have write() alone
+        if flush is not None:
+            flush()
         return True
     except Exception:  # noqa: BLE001 - a closed or missing stream is the host's business
         return False

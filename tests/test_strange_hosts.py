@@ -698,6 +698,31 @@ def test_no_send_while_stderr_is_none_then_the_notice_and_the_send(httpserver: H
     assert read_state(state_dir)["disclosure_shown"] is True and len(httpserver.log) == 1
 
 
+class WriteOnlyStream:
+    """A host's own stderr object with write() and nothing else: no flush(), no encoding."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+
+def test_a_stderr_that_only_writes_shows_the_notice_once_and_sends(
+    httpserver: HTTPServer, environ: dict[str, str]
+) -> None:
+    """A write() that returned is the notice shown: there was no flush() to call, so every session
+    printed the notice again and none was ever sent."""
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    stream = WriteOnlyStream()
+    client = at.Telemetry({**environ, "AGENTSONAR_TELEMETRY_URL": httpserver.url_for("/v1/events")}, stderr=stream)  # type: ignore[arg-type]
+    sessions = [client.start_session("0.4.0") for _ in range(2)]
+    assert [session.rule for session in sessions] == ["send", "send"]
+    assert all(session.wait(10) for session in sessions)
+    assert stream.text.count(DISCLOSURE) == 1 and len(httpserver.log) == 2
+
+
 def test_a_closed_stderr_sends_nothing(httpserver: HTTPServer, state_dir: Path) -> None:
     url = httpserver.url_for("/v1/events")
     code = "import os, sys; os.close(2)\nimport agentsonar_telemetry as at\nprint(at.start_session('0.4.0').rule)"
