@@ -814,8 +814,11 @@ def _log(message: str, *args: object) -> None:
     # Until the host imports logging nobody can have configured it, so the message would go
     # nowhere; importing it here would also register its fork handlers from the sender thread.
     logging = sys.modules.get("logging")
-    if logging is not None:
-        logging.getLogger(_LOGGER_NAME).debug(message, *args)
+    try:
+        if logging is not None:
+            logging.getLogger(_LOGGER_NAME).debug(message, *args)
+    except Exception:  # noqa: BLE001 - a host's filter or handler that raises: never a traceback of ours
+        pass
 
 
 def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
@@ -1418,10 +1421,7 @@ class Telemetry:
         try:
             return self._start_session(version, adapter, config)
         except Exception as exc:  # noqa: BLE001 - never hurt the host
-            try:
-                _log("telemetry session failed: %r", exc)
-            except Exception:  # noqa: BLE001
-                pass
+            _log("telemetry session failed: %r", exc)
             return Session(False, "error", f"internal error: {exc.__class__.__name__}")
 
     def _start_session(self, version: object, adapter: object, config: object) -> Session:

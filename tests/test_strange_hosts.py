@@ -23,6 +23,7 @@ from conftest import (
     PATIENT_EXIT,
     RawServer,
     SilentServer,
+    free_port,
     make_client,
     read_state,
     run_python,
@@ -399,6 +400,28 @@ def test_a_host_whose_warnings_are_errors_sees_nothing_of_ours(
     finally:
         collector_server.close()
     assert (result.returncode, result.stderr) == (0, "")
+
+
+LOGGING_THAT_RAISES = """
+import logging
+class Broken(logging.Filter):
+    def filter(self, record):
+        raise RuntimeError("the host's own bug")
+handler = logging.StreamHandler()
+handler.addFilter(Broken())
+logging.basicConfig(level=logging.DEBUG, handlers=[handler])
+import agentsonar_telemetry as at
+print(at.start_session("0.4.0").wait(10), at.status().rule)
+"""
+
+
+def test_a_host_whose_logging_raises_sees_no_traceback_and_the_failure_is_recorded(state_dir: Path) -> None:
+    """A filter of the host's that raises made every debug line of ours raise: the sender thread
+    died printing "Exception ignored in thread started by" with a traceback through this module,
+    the failure was never recorded (the next session sent again), and wait() ran out its timeout."""
+    write_known_state(state_dir)
+    result = run_python(LOGGING_THAT_RAISES, AGENTSONAR_TELEMETRY_URL=f"http://127.0.0.1:{free_port()}/v1/events")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "False backoff\n", "")
 
 
 # -- a host whose clock is faked (freezegun in its tests) ------------------------------------------
