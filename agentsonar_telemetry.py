@@ -1327,7 +1327,7 @@ class Telemetry:
         directory = self.environ.get(_ENV_STATE_DIR, "").strip() or "~/.agentsonar"
         if directory == "~" or directory[:2] in ("~/", "~" + os.sep):
             home = self.environ.get("USERPROFILE" if os.name == "nt" else "HOME", "")
-            directory = os.path.join(home or os.path.expanduser("~"), directory[2:])
+            directory = os.path.join(home or os.path.expanduser("~"), directory[2:].lstrip("/" + os.sep))
         else:
             directory = os.path.expanduser(directory)  # ~user
         return os.path.join(directory, _STATE_FILE_NAME)

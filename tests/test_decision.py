@@ -274,6 +274,7 @@ def test_default_state_dir_is_under_home(hermetic: Path) -> None:
 
 def test_a_tilde_in_the_state_dir_setting_is_the_home_passed_in(tmp_path: Path) -> None:
     """Not the process's HOME (os.path.expanduser reads os.environ, whatever mapping was passed)."""
-    for setting in ("~/state", "~"):
-        client = at.Telemetry({"HOME": str(tmp_path / "passed-in"), "AGENTSONAR_STATE_DIR": setting})
-        assert client.state_path == os.path.join(tmp_path / "passed-in", setting[2:], "state.json")
+    home = tmp_path / "passed-in"
+    for setting, directory in (("~/state", home / "state"), ("~", home), ("~//state", home / "state")):
+        client = at.Telemetry({"HOME": str(home), "AGENTSONAR_STATE_DIR": setting})
+        assert client.state_path == os.path.join(directory, "state.json"), setting
