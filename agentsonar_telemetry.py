@@ -407,8 +407,9 @@ def _read_state(path: str) -> "StateDict | None":
         fd = os.open(path, flags)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise _StateError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL, which only a mapping passed in can hold
+        detail = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise _StateError(f"unreadable ({detail or exc.__class__.__name__})") from None
     raw = b""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

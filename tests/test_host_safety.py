@@ -119,12 +119,24 @@ class Explodes:
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("environ_factory", [Explodes, lambda: {"AGENTSONAR_STATE_DIR": "\x00bad"}])
+@pytest.mark.parametrize(
+    "environ_factory",
+    [Explodes, lambda: {"AGENTSONAR_STATE_DIR": "\x00bad"}, lambda: {"AGENTSONAR_STATE_DIR": "/\x00bad"}],
+)
 def test_start_session_never_raises(environ_factory: object, capsys: pytest.CaptureFixture[str]) -> None:
     client = at.Telemetry(environ_factory())  # type: ignore[operator]
     session = client.start_session("1")
     assert not session.enabled
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_state_path_with_a_nul_is_a_state_error_for_status_and_sessions(tmp_path: Path) -> None:
+    """Only a mapping passed in can hold a NUL (a real environment cannot): status() raised
+    ValueError from os.open, and a session said "error" where the state is what is wrong."""
+    client, err = make_client({"AGENTSONAR_STATE_DIR": f"{tmp_path}/st\x00te"})
+    status = client.status()
+    assert status.rule == "state_error" and "is unreadable (" in status.reason and "null" in status.reason
+    assert client.start_session("1").rule == "state_error" and err.getvalue() == ""
 
 
 def test_broken_stderr_does_not_hurt(environ: dict[str, str]) -> None:
