@@ -815,9 +815,10 @@ def _log(message: str, *args: object) -> None:
     # Until the host imports logging nobody can have configured it, so the message would go
     # nowhere; importing it here would also register its fork handlers from the sender thread.
     logging = sys.modules.get("logging")
+    if logging is None:
+        return
     try:
-        if logging is not None:
-            logging.getLogger(_LOGGER_NAME).debug(message, *args)
+        logging.getLogger(_LOGGER_NAME).debug(message, *args)
     except Exception:  # noqa: BLE001 - a host's filter or handler that raises: never a traceback of ours
         pass
 
@@ -1365,7 +1366,7 @@ class Telemetry:
         if config_off is not None:
             return "config", config_off, None
         try:
-            state = _read_state(path) if os.path.isabs(path) else None  # no home: nothing to read
+            state = _read_state(path) if os.path.isabs(path) else None  # never under the working directory
         except _StateError as exc:
             reason = f"state file {path} is {exc}; run `python -m {_module_name()} reset` to start afresh"
             return "state_error", reason, None
