@@ -1206,6 +1206,19 @@ def _in_main_interpreter() -> bool:
     return bool(interpreters.get_current() == interpreters.get_main())
 
 
+def _uwsgi_forks_from_here() -> bool:
+    """Whether this is the uWSGI process that forks the workers (its master, or the first process
+    without one) and forks them in C without Python's at-fork hooks: a thread of ours alive then
+    can leave a worker the GIL or an import lock held by nobody, and that worker hangs for good."""
+    uwsgi = sys.modules.get("uwsgi")  # put there by uWSGI itself, before any application code
+    if uwsgi is None:
+        return False
+    try:
+        return bool(uwsgi.worker_id() == 0 and not uwsgi.opt.get("py-call-uwsgi-fork-hooks"))
+    except Exception:  # noqa: BLE001 - a module of that name that is not uWSGI's
+        return False
+
+
 def _host_decision() -> "tuple[Rule, str] | None":
     """``(rule, reason)`` when the host rules sessions out (README.md, the host rules), else None;
     asked after the opt-outs, which answer first, so that status() and sessions agree."""
@@ -1215,6 +1228,9 @@ def _host_decision() -> "tuple[Rule, str] | None":
         return "shutdown", "the interpreter is exiting: nothing could be waited for"
     if _Sender.forked_without_hooks():
         return "fork", "forked without Python's at-fork hooks: a thread started here may hang"
+    if _uwsgi_forks_from_here():
+        reason = "uWSGI forks its workers from here without Python's at-fork hooks: a thread of ours could hang them"
+        return "fork", reason + " (--py-call-uwsgi-fork-hooks or --lazy-apps lets them send)"
     return None
 
 
