@@ -588,8 +588,11 @@ class _StateLock:
                 continue
             try:
                 os.write(fd, holder)
-            finally:
+            except BaseException:  # Ctrl-C, say: a lock naming nobody would be waited for 30 s
                 os.close(fd)
+                _unlink_quietly(self.lock_path)
+                raise
+            os.close(fd)
             return
 
     def __exit__(self, *exc_info: object) -> None:

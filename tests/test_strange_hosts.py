@@ -1,7 +1,7 @@
 """The module in the strangest hosts: stalled answers, gevent, forks without Python's hooks,
 multiprocessing workers, faked clocks, state files that are not files, a stderr that cannot be
-written, Ctrl-C and atexit during the exit wait, a CLI with undecodable paths, locks of the dead
-and of other pid namespaces.
+written, Ctrl-C and atexit during the exit wait, a CLI with undecodable paths, locks of the dead,
+of other pid namespaces and of a Ctrl-C.
 Each case failed before its fix; none depends on how fast the machine is."""
 
 from __future__ import annotations
@@ -909,6 +909,37 @@ def test_a_lock_left_by_a_killed_process_is_broken_at_once_with_its_temp_file(
     assert read_state(state_dir)["telemetry_disabled"] is True  # persisted now, not 30 s later
     assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]  # the lock and its temp file gone
     assert err.getvalue() == ""
+
+
+# A real Ctrl-C (SIGINT, whose handler raises at once in os.kill) landing after the lock file was
+# made and before it names its holder: a notebook's interrupt, in a kernel that then lives on.
+INTERRUPTED_WHILE_LOCKING = """
+import os, signal, sys, agentsonar_telemetry as at
+
+def profile(frame, event, arg):
+    if event == "c_call" and arg is os.write and frame.f_code.co_name == "__enter__":
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.setprofile(profile)
+try:
+    at.disable_persistently()
+except KeyboardInterrupt:
+    print("interrupted")
+sys.setprofile(None)
+print(sorted(os.listdir(os.environ["AGENTSONAR_STATE_DIR"])))
+print(at.disable_persistently().rule)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_between_taking_the_lock_and_naming_its_holder_leaves_no_lock(state_dir: Path) -> None:
+    """The unnamed lock was left behind: judged by its age, every change waited on it, and for
+    30 s the same process's next ``disable`` failed with "held by another process"."""
+    write_known_state(state_dir)
+    result = run_python(INTERRUPTED_WHILE_LOCKING, AGENTSONAR_STATE_DIR=str(state_dir))
+    assert (result.stdout, result.stderr) == ("interrupted\n['state.json']\ntelemetry_disabled\n", "")
+    assert read_state(state_dir)["telemetry_disabled"] is True
 
 
 def test_a_lock_whose_holder_lives_is_never_broken(environ: dict[str, str], state_dir: Path) -> None:
