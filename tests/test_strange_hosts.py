@@ -280,6 +280,34 @@ def test_a_child_forked_without_the_at_fork_hooks_starts_no_thread_and_records_n
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the parent's own failure, one step
 
 
+class UwsgiModule:
+    """What uWSGI puts in sys.modules as ``uwsgi``, as far as the module asks it (hosts/ runs the real one)."""
+
+    def __init__(self, worker_id: int, **options: bool) -> None:
+        self.opt = options
+        self.worker_id = lambda: worker_id
+
+
+@pytest.mark.parametrize(
+    ("uwsgi", "rule"),
+    [
+        (UwsgiModule(0), "fork"),  # the master, loading the app before it forks the workers
+        (UwsgiModule(0, **{"py-call-uwsgi-fork-hooks": True}), "send"),  # Python's hooks around its forks
+        (UwsgiModule(1), "send"),  # a worker: forked with the hooks (no-hook ones are caught by pid)
+        (object(), "send"),  # a module of that name that is not uWSGI's
+    ],
+    ids=["master", "master-with-fork-hooks", "worker", "not-uwsgi"],
+)
+def test_the_uwsgi_process_that_forks_workers_without_python_hooks_starts_no_thread(
+    uwsgi: object, rule: str, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
+    client, _ = make_client(environ)
+    assert client.status().rule == rule
+    session = client.start_session("0.4.0")
+    assert (session.rule, session.enabled) == (rule, rule == "send")
+
+
 MULTIPROCESSING_HOST = """
 import multiprocessing, sys
 import agentsonar_telemetry as at
