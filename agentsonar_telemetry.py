@@ -1154,12 +1154,23 @@ class _Sender:
     def join_multiprocessing_exit(cls) -> None:
         """A child of multiprocessing started by fork or forkserver (a Pool's worker) ends in
         os._exit after multiprocessing's own finalizers, and atexit never runs: there the exit
-        wait is one of those finalizers too (run once: a second call finds nothing pending)."""
+        wait is one of those finalizers too (run once: a second call finds nothing pending).
+        A Celery prefork worker (billiard) ends in os._exit before even those, killed by its
+        parent as soon as it reports its end (worker_max_tasks_per_child): there the exit wait
+        answers Celery's worker_process_shutdown, sent in the worker just before that report."""
         cls.multiprocessing_checked = True
         process, util = sys.modules.get("multiprocessing.process"), sys.modules.get("multiprocessing.util")
+        celery = sys.modules.get("celery.signals")
+
+        def wait_at_worker_shutdown(**signal_arguments: object) -> None:
+            cls.wait_at_exit()
+
         try:
             if process is not None and util is not None and process.parent_process() is not None:
                 util.Finalize(None, cls.wait_at_exit, exitpriority=0)
+            if celery is not None:  # sent in pool workers only; one receiver per copy of this module
+                uid = f"{__name__}.wait_at_exit"
+                celery.worker_process_shutdown.connect(wait_at_worker_shutdown, weak=False, dispatch_uid=uid)
         except Exception as exc:  # noqa: BLE001 - a module of that name that is not the standard one
             _log("could not join multiprocessing's exit: %r", exc)
 

@@ -66,6 +66,41 @@ class Collector:
         self.server.server_close()
 
 
+class SilentCollector:
+    """A port on 127.0.0.1 that accepts connections and never answers: every send is in flight
+    until the module's own deadline ends it."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/v1/events"
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.held.append(self.listener.accept()[0])
+        except OSError:
+            return  # closed
+
+    def close(self) -> None:
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept; close alone would not
+        self.listener.close()
+        self.thread.join(PATIENCE)
+        for connection in self.held:
+            connection.close()
+
+
+@pytest.fixture
+def silent_collector() -> Iterator[SilentCollector]:
+    server = SilentCollector()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     server = Collector()
@@ -85,7 +120,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
     assert not log.exists(), f"a host tried to leave loopback: {log.read_text()}"
 
 
-def host_env(home: Path, collector: Collector, **extra: str) -> dict[str, str]:
+def host_env(home: Path, collector: Collector | SilentCollector, **extra: str) -> dict[str, str]:
     """A host's environment: its own HOME (so the default ~/.agentsonar), the collector, the guard."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTSONAR_", "DO_NOT_TRACK"))}
     env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}

@@ -346,21 +346,29 @@ def test_a_multiprocessing_worker_waits_for_its_send_at_exit_and_records_it(
     assert read_state(state_dir)["backoff_seconds"] == HOUR
 
 
-def test_a_module_named_multiprocessing_that_is_not_the_standard_one_changes_nothing(
-    httpserver: HTTPServer, state_dir: Path
+NOT_THE_STANDARD_ONES = {
+    # no parent_process, no Finalize
+    "multiprocessing": 'sys.modules["multiprocessing.process"] = types.ModuleType("multiprocessing.process")\n'
+    'sys.modules["multiprocessing.util"] = types.ModuleType("multiprocessing.util")',
+    "celery": 'sys.modules["celery.signals"] = types.ModuleType("celery.signals")',  # no worker_process_shutdown
+}
+
+
+@pytest.mark.parametrize("name", NOT_THE_STANDARD_ONES)
+def test_a_module_named_multiprocessing_or_celery_that_is_not_the_standard_one_changes_nothing(
+    name: str, httpserver: HTTPServer, state_dir: Path
 ) -> None:
     write_known_state(state_dir)
     httpserver.expect_request("/v1/events").respond_with_data("", status=202)
     code = textwrap.dedent(
         """
         import sys, types
-        sys.modules["multiprocessing.process"] = types.ModuleType("multiprocessing.process")  # no parent_process
-        sys.modules["multiprocessing.util"] = types.ModuleType("multiprocessing.util")
+        {modules}
         import agentsonar_telemetry as at
         session = at.start_session("0.4.0")
         print(session.rule, session.wait(30))
         """
-    )
+    ).format(modules=NOT_THE_STANDARD_ONES[name])
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
     assert (result.returncode, result.stdout, result.stderr) == (0, "send True\n", "")
     assert len(httpserver.log) == 1
