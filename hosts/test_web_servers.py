@@ -1,4 +1,4 @@
-"""Real web servers: gunicorn's sync, gthread and gevent workers, preloaded or not, and uWSGI.
+"""Real web servers: gunicorn's sync, gthread and gevent workers, preloaded or not, uvicorn, uWSGI.
 
 A server that forks its workers from a master that already started a session (``--preload``,
 uWSGI's default) must not hang, warn or send twice; workers that race at their first session
@@ -105,6 +105,26 @@ def test_gunicorn_delivers_every_session_once_under_one_install_id(
     assert server.stop() == 0
     events = collector.events
     assert Counter(e["adapter"] for e in events) == {"at_import": imports, "per_request": REQUESTS}
+    assert_one_machine(events, home)
+    check_stderr(server.log)
+
+
+@pytest.mark.parametrize("workers", [1, WORKERS])
+def test_uvicorn_delivers_every_session_once_under_one_install_id(
+    workers: int, server: Server, home: Path, collector: Collector
+) -> None:
+    """Its workers are spawned (multiprocessing), so each imports the app itself; requests are
+    served on an asyncio loop in the main thread. (uvicorn ends by raising SIGTERM again with
+    the default action, so it runs no exit handler: what is in flight then is lost.)"""
+    port = free_port()
+    command = [python_bin("uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    answers = server.requests([*command, "asgi_app:app"], port)
+    assert set(answers) == {("send", "send")}
+    collector.wait_for(workers + REQUESTS)
+    # One process re-raises the SIGTERM it handled; a supervisor of workers exits 0.
+    assert server.stop() == (-signal.SIGTERM if workers == 1 else 0)
+    events = collector.events
+    assert Counter(e["adapter"] for e in events) == {"at_import": workers, "per_request": REQUESTS}
     assert_one_machine(events, home)
     check_stderr(server.log)
 
