@@ -6,9 +6,11 @@ loopback guard of tests/_netguard loaded, and the collector below as its endpoin
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -94,20 +96,14 @@ class SilentCollector:
 
 @pytest.fixture
 def silent_collector() -> Iterator[SilentCollector]:
-    server = SilentCollector()
-    try:
+    with contextlib.closing(SilentCollector()) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    server = Collector()
-    try:
+    with contextlib.closing(Collector()) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -169,6 +165,14 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> int:
         process.kill()
         process.wait()
         pytest.fail("the host did not stop")
+
+
+def kill_group(process: subprocess.Popen[bytes] | None) -> None:
+    """A host started in its own session, and every process it forked, whatever state a test left them in."""
+    if process is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def state_of(home: Path) -> dict[str, object]:

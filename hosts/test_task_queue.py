@@ -9,7 +9,6 @@ unrecorded. The exit wait answers Celery's ``worker_process_shutdown`` there.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from conftest import (
     SilentCollector,
     assert_one_machine,
     host_env,
+    kill_group,
     python_bin,
     state_of,
     stop,
@@ -61,14 +61,6 @@ class Worker:
         assert self.process is not None
         return stop(self.process, signal.SIGTERM)
 
-    def kill(self) -> None:
-        if self.process is not None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
-
 
 @pytest.fixture
 def worker_of(home: Path) -> Iterator[Callable[[Collector | SilentCollector], Worker]]:
@@ -82,7 +74,7 @@ def worker_of(home: Path) -> Iterator[Callable[[Collector | SilentCollector], Wo
         yield make
     finally:
         for worker in started:
-            worker.kill()
+            kill_group(worker.process)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -8,9 +8,7 @@ Python's at-fork hooks (uWSGI's default) sends nothing; stopping the server lose
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
 import signal
 import subprocess
 from collections import Counter
@@ -26,6 +24,7 @@ from conftest import (
     assert_one_machine,
     free_port,
     host_env,
+    kill_group,
     python_bin,
     stop,
     wait_until_listening,
@@ -66,13 +65,6 @@ class Server:
         assert self.process is not None
         return stop(self.process, signal.SIGTERM)
 
-    def kill(self) -> None:
-        """The server and every worker it forked, whatever state the test left them in."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
 
 @pytest.fixture
 def server(home: Path, collector: Collector) -> Iterator[Server]:
@@ -80,7 +72,7 @@ def server(home: Path, collector: Collector) -> Iterator[Server]:
     try:
         yield started
     finally:
-        started.kill()
+        kill_group(started.process)
 
 
 def check_stderr(log: Path, disclosures: int = 1) -> None:
@@ -152,7 +144,9 @@ def test_uwsgi_sends_from_workers_only_when_python_saw_the_fork(
     answers = server.requests(command, port)
     assert set(answers) == {(rule, at_import)}
     collector.wait_for(imports + requests)
-    assert server.stop() == 0
+    # uWSGI's own stop is not what is tested: with an app that never imports this module it at
+    # times kept a worker past its 60 s mercy, or printed a worker's KeyboardInterrupt traceback.
+    kill_group(server.process)
     events = collector.events
     assert Counter(e["adapter"] for e in events) == +Counter(at_import=imports, per_request=requests)
     if events:
