@@ -2,8 +2,9 @@
 
 A server that forks its workers from a master that already started a session (``--preload``,
 uWSGI's default) must not hang, warn or send twice; workers that race at their first session
-must show the disclosure once between them and share one install id; a worker forked without
-Python's at-fork hooks (uWSGI's default) sends nothing; stopping the server loses nothing.
+must show the disclosure once between them and share one install id; where uWSGI forks
+without Python's at-fork hooks (its default), neither its master nor its workers send; stopping
+gunicorn or uvicorn loses nothing.
 """
 
 from __future__ import annotations
