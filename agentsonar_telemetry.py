@@ -715,6 +715,8 @@ def _state_dir_problem(path: str) -> str | None:
     """
     if not os.path.isabs(path):
         return f"not absolute: {_ENV_STATE_DIR}, or HOME when it is unset, must be an absolute path"
+    if "\0" in path:  # only a mapping passed in can hold one; os.* would raise ValueError, not OSError
+        return "not a path: it holds a NUL character"
     probe = os.path.dirname(path)
     while not os.path.exists(probe):
         if os.path.dirname(probe) == probe:

@@ -132,11 +132,16 @@ def test_start_session_never_raises(environ_factory: object, capsys: pytest.Capt
 
 def test_a_state_path_with_a_nul_is_a_state_error_for_status_and_sessions(tmp_path: Path) -> None:
     """Only a mapping passed in can hold a NUL (a real environment cannot): status() raised
-    ValueError from os.open, and a session said "error" where the state is what is wrong."""
+    ValueError from os.open, and a session said "error" where the state is what is wrong. The
+    commands, documented to raise OSError, raised ValueError from mkdir."""
     client, err = make_client({"AGENTSONAR_STATE_DIR": f"{tmp_path}/st\x00te"})
     status = client.status()
     assert status.rule == "state_error" and "is unreadable (" in status.reason and "null" in status.reason
     assert client.start_session("1").rule == "state_error" and err.getvalue() == ""
+    for command in (client.disable_persistently, client.enable_persistently, client.reset):
+        with pytest.raises(PermissionError, match="holds a NUL"):
+            command()
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]  # the hermetic home alone: nothing made
 
 
 def test_broken_stderr_does_not_hurt(environ: dict[str, str]) -> None:
