@@ -11,7 +11,13 @@ import agentsonar_telemetry as at
 
 folder = os.environ["CELERY_FOLDER"]
 app = Celery("celery_tasks", broker="filesystem://")
-app.conf.broker_transport_options = {"data_folder_in": folder, "data_folder_out": folder, "store_processed": False}
+# Every folder in the test's tmp: kombu's default control folder is "control" under the working directory.
+app.conf.broker_transport_options = {
+    "data_folder_in": folder,
+    "data_folder_out": folder,
+    "control_folder": os.path.join(folder, "control"),
+    "store_processed": False,
+}
 app.conf.task_ignore_result = True
 app.conf.worker_hijack_root_logger = False
 

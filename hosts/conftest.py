@@ -106,6 +106,18 @@ def collector() -> Iterator[Collector]:
         yield server
 
 
+def _source_tree() -> list[str]:
+    return sorted(str(p.relative_to(HOSTS)) for p in HOSTS.rglob("*") if "__pycache__" not in p.parts)
+
+
+@pytest.fixture(autouse=True)
+def leaves_the_tree_alone() -> Iterator[None]:
+    """A host runs with hosts/ as its working directory: nothing it writes may land there."""
+    before = _source_tree()
+    yield
+    assert _source_tree() == before, "a host wrote into hosts/"
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[Path]:
     """The host's home; a test fails when anything in it tried to leave loopback."""
