@@ -25,19 +25,9 @@ import sys
 __version__ = "0.1.0"
 
 __all__ = [
-    "Session",
-    "Status",
-    "Telemetry",
-    "__version__",
-    "disable_persistently",
-    "enable_persistently",
-    "is_disabled",
-    "main",
-    "reset",
-    "session_start",
-    "start_session",
-    "status",
-]
+    "Session", "Status", "Telemetry", "__version__", "disable_persistently", "enable_persistently", "is_disabled",
+    "main", "reset", "session_start", "start_session", "status",
+]  # fmt: skip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone needs it
@@ -55,9 +45,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone need
     StateChange = Callable[[StateDict | None], "StateDict | Literal['delete'] | None"]
 
 
-# --------------------------------------------------------------------------
-# Constants
-# --------------------------------------------------------------------------
+# ---- Constants -----------------------------------------------------------------------------------
 
 _DEFAULT_ENDPOINT = "https://t.agent-sonar.com/v1/events"
 _STATE_FILE_NAME = "state.json"
@@ -107,10 +95,7 @@ _OS_KEEPING_DIGITS = frozenset({"win32"})
 _EVENT_FIELDS = ("install_id", "session_id", "version", "python", "os", "arch", "adapter", "timestamp")
 
 
-# --------------------------------------------------------------------------
-# The event's fields: validation without ``re`` (its ``$`` accepts a trailing
-# newline, the contract does not) and normalisation
-# --------------------------------------------------------------------------
+# ---- The event's fields, checked without ``re`` (its ``$`` accepts a trailing newline; the contract does not) ----
 
 
 def _is_version(value: object) -> bool:
@@ -195,9 +180,7 @@ def _build_event(
     }
 
 
-# --------------------------------------------------------------------------
-# JSON without ``json``: its decoder imports ``re``, 8 ms of a first session
-# --------------------------------------------------------------------------
+# ---- JSON without ``json``: its decoder imports ``re``, 8 ms of a first session ------------------
 
 
 def _json_text(data: "Mapping[str, object]", *, indent: bool = False) -> str:
@@ -277,9 +260,7 @@ def _parse_json(text: str) -> object:
 _JSON_SCANNER: "list[Callable[[str, int], tuple[object, int]]]" = []  # made by the first read
 
 
-# --------------------------------------------------------------------------
-# Decision: which rule turns telemetry off (DESIGN.md, first match wins)
-# --------------------------------------------------------------------------
+# ---- Decision: which rule turns telemetry off (DESIGN.md, first match wins) ----------------------
 
 
 def _abbreviated(value: str) -> str:
@@ -370,9 +351,7 @@ def _endpoint_problem(endpoint: str) -> str | None:
     return "must be https://, or http:// to a loopback host"
 
 
-# --------------------------------------------------------------------------
-# State: ~/.agentsonar/state.json
-# --------------------------------------------------------------------------
+# ---- State: ~/.agentsonar/state.json -------------------------------------------------------------
 
 
 class _StateError(Exception):
@@ -770,9 +749,7 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
         _log("could not record the telemetry outcome: %r", exc)
 
 
-# --------------------------------------------------------------------------
-# Disclosure
-# --------------------------------------------------------------------------
+# ---- Disclosure ----------------------------------------------------------------------------------
 
 
 def _write_text(stream: "TextIO", text: str) -> bool:
@@ -811,9 +788,7 @@ def _disclosure_text(state_path: str) -> str:
     )
 
 
-# --------------------------------------------------------------------------
-# Sending
-# --------------------------------------------------------------------------
+# ---- Sending -------------------------------------------------------------------------------------
 
 
 def _log(message: str, *args: object) -> None:
@@ -1250,9 +1225,7 @@ def _host_decision() -> "tuple[Rule, str] | None":
     return None
 
 
-# --------------------------------------------------------------------------
-# Public API
-# --------------------------------------------------------------------------
+# ---- Public API ----------------------------------------------------------------------------------
 
 
 class Session:
@@ -1644,9 +1617,7 @@ def reset() -> Status:
     return Telemetry().reset()
 
 
-# --------------------------------------------------------------------------
-# CLI: python -m agentsonar_telemetry status|enable|disable|reset|send
-# --------------------------------------------------------------------------
+# ---- CLI: python -m agentsonar_telemetry status|enable|disable|reset|send ------------------------
 
 
 def _format_status(result: Status) -> str:
