@@ -720,7 +720,8 @@ def _in_backoff(state: "Mapping[str, object] | None", now: float) -> bool:
 
 def _record_outcome(path: str, delivered: bool, now: float) -> None:
     """A success clears a backoff (the common case writes nothing); a failure moves it one step:
-    an hour, doubling up to seven days."""
+    an hour, doubling up to seven days. A failure while the state is in backoff already moves
+    nothing: another process recorded this outage (a server's workers fail together)."""
     if delivered:
         try:
             state = _read_state(path)
@@ -736,6 +737,8 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
             current.pop("backoff_until", None)
             current.pop("backoff_seconds", None)
             return current
+        if _in_backoff(current, now):
+            return None
         previous = current.get("backoff_seconds", 0)
         seconds = _BACKOFF_INITIAL
         if isinstance(previous, (int, float)) and previous >= _BACKOFF_INITIAL:

@@ -210,6 +210,42 @@ def test_twenty_sessions_against_a_silent_collector_are_one_episode(
     assert silent_server.connections() <= 1
 
 
+def test_processes_failing_in_one_outage_move_the_backoff_one_step(
+    silent_server: SilentServer, state_dir: Path, known: dict[str, object]
+) -> None:
+    """A server's workers (gunicorn's, pytest-xdist's) against a collector that is down: each
+    process is an episode of its own, and three of them made the backoff 4 hours, eight of
+    them 5 days. A failure while another process's backoff runs is the same outage."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import agentsonar_telemetry as at
+        print(at.Telemetry(timeout=600).start_session("0.4.0").rule, flush=True)
+        sys.stdin.readline()  # exit, and fail at the end of the exit wait
+        """
+    )
+    env = subprocess_env(AGENTSONAR_TELEMETRY_URL=silent_server.url)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    try:
+        # Every session is in flight before any process records a failure.
+        assert [p.stdout.readline().strip() for p in processes] == ["send"] * 3  # type: ignore[union-attr]
+        for p in processes:
+            p.stdin.close()  # type: ignore[union-attr]
+        assert [p.wait(30) for p in processes] == [0] * 3
+    finally:
+        for p in processes:
+            p.kill()
+            p.wait()
+            p.stdout.close()  # type: ignore[union-attr]
+    assert read_state(state_dir)["backoff_seconds"] == HOUR
+    assert silent_server.connections() == 3
+
+
 def test_two_hundred_pending_sessions_share_one_exit_budget(
     silent_server: SilentServer, state_dir: Path, known: dict[str, object]
 ) -> None:
