@@ -7,6 +7,7 @@ loopback guard of tests/_netguard loaded, and the collector below as its endpoin
 from __future__ import annotations
 
 import contextlib
+import http.client
 import http.server
 import json
 import os
@@ -185,6 +186,18 @@ def kill_group(process: subprocess.Popen[bytes] | None) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def answer_of(port: int) -> tuple[str, str, str]:
+    """One request to the application of wsgi_app.py or asgi_app.py, on a new connection: the
+    answering process, its session's rule, and the rule of the session made at import."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
+    try:
+        connection.request("GET", "/")
+        pid, rule, at_import = connection.getresponse().read().decode().split()
+    finally:
+        connection.close()
+    return pid, rule, at_import
 
 
 def state_of(home: Path) -> dict[str, object]:

@@ -13,7 +13,6 @@ www-data, ``/nonexistent`` for nobody), where nothing may be written: there sess
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -29,8 +28,8 @@ from conftest import (
     HOSTS,
     MODULE_DIR,
     NETGUARD,
-    PATIENCE,
     Collector,
+    answer_of,
     assert_one_machine,
     free_port,
     kill_group,
@@ -145,24 +144,13 @@ def apache() -> Iterator[Apache]:
         yield server
 
 
-def get(port: int) -> tuple[str, str, str]:
-    """One request: the answering process, its session's rule, and the rule of the session at import."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
-    try:
-        connection.request("GET", "/")
-        pid, rule, at_import = connection.getresponse().read().decode().split()
-    finally:
-        connection.close()
-    return pid, rule, at_import
-
-
 @pytest.mark.parametrize("mode", MODES)
 def test_mod_wsgi_sends_from_main_interpreters_only_and_stops_cleanly(
     mode: str, apache: Apache, collector: Collector
 ) -> None:
     in_subinterpreter = mode.startswith("subinterpreter")
     port = apache.start(mode, collector)
-    answers = [get(port) for _ in range(REQUESTS)]
+    answers = [answer_of(port) for _ in range(REQUESTS)]
     expected = "interpreter" if in_subinterpreter else "send"
     assert {(rule, at_import) for _, rule, at_import in answers} == {(expected, expected)}
     processes = len({pid for pid, _, _ in answers})  # each imported the application once

@@ -9,7 +9,6 @@ gunicorn or uvicorn loses nothing.
 
 from __future__ import annotations
 
-import http.client
 import signal
 import subprocess
 from collections import Counter
@@ -20,8 +19,8 @@ import pytest
 from conftest import (
     DISCLOSURE,
     HOSTS,
-    PATIENCE,
     Collector,
+    answer_of,
     assert_one_machine,
     free_port,
     host_env,
@@ -36,14 +35,8 @@ REQUESTS = 6
 
 
 def get(port: int) -> tuple[str, str]:
-    """One request on a new connection: the rules of the worker's session and of the one at import."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
-    try:
-        connection.request("GET", "/")
-        _, rule, at_import = connection.getresponse().read().decode().split()
-    finally:
-        connection.close()
-    return rule, at_import
+    """The rules of the worker's session and of the one at import."""
+    return answer_of(port)[1:]
 
 
 class Server:
