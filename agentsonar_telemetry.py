@@ -1091,7 +1091,7 @@ class _Sender:
             if not delivered:
                 cls.failed_before[path] = cls.next_number
                 if all(d.number < recorded for d in group):
-                    continue  # queued before a failure already recorded: one backoff step per episode
+                    continue  # queued before its episode's failure was recorded: nothing to read or write
             try:
                 _record_outcome(path, delivered, group[0].clock())
             except Exception as exc:  # noqa: BLE001

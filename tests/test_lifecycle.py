@@ -243,7 +243,6 @@ def test_processes_failing_in_one_outage_move_the_backoff_one_step(
             p.wait()
             p.stdout.close()  # type: ignore[union-attr]
     assert read_state(state_dir)["backoff_seconds"] == HOUR
-    assert silent_server.connections() == 3
 
 
 def test_two_hundred_pending_sessions_share_one_exit_budget(
