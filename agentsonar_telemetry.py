@@ -885,12 +885,15 @@ def _post_event(endpoint: str, body: bytes, timeout: float) -> int:
 
     # Building a TLS context loads the CA certificates holding OpenSSL's locks (see _Sender), so
     # it happens under the fork guard, and only for https (3.12+ builds one for http too).
-    with _Sender.fork_guard:
+    _Sender.fork_guard.acquire()
+    try:
         context = None
         if endpoint[:8].lower() == "https://":
             context = ssl.create_default_context()
             context.sslsocket_class = BoundedTLSSocket
         opener = urllib.request.build_opener(NoRedirect, Handler)
+    finally:
+        _Sender.leave_fork_guard()
     request = urllib.request.Request(
         endpoint,
         data=body,
@@ -977,9 +980,9 @@ class _Sender:
     lock: "Any" = None  # whether a thread runs; the host's path only tries it
     # Held while the thread imports what it needs and while it builds a TLS context, and by
     # os.fork() around the fork: a child forked in the middle would inherit half-initialised
-    # modules, or OpenSSL's locks held while the CA certificates load, and hang.
+    # modules, or OpenSSL's locks held while the CA certificates load, and hang. Made once, at
+    # import: the at-fork hooks hold its methods.
     fork_guard: "Any" = None
-    fork_holders: "ClassVar[set[int]]"  # the threads that took fork_guard for a fork
     exit_not_started: "Any" = None  # held until the exit wait starts; the retry's pause waits on it
     queue: "ClassVar[list[_Delivery]]"
     pending: "ClassVar[dict[int, _Delivery]]"  # queued or in flight, not yet settled
@@ -994,9 +997,9 @@ class _Sender:
     @classmethod
     def reset(cls) -> None:
         cls.pid = os.getpid()
-        cls.lock, cls.fork_guard, cls.exit_not_started = (_thread.allocate_lock() for _ in range(3))
+        cls.lock, cls.exit_not_started = _thread.allocate_lock(), _thread.allocate_lock()
         cls.exit_not_started.acquire()
-        cls.fork_holders, cls.pending, cls.failed_before = set(), {}, {}
+        cls.pending, cls.failed_before = {}, {}
         cls.queue = []  # append and pop(0): single C calls, so reentrant; only the thread pops
         cls.next_number, cls.running, cls.exiting, cls.multiprocessing_checked = 0, False, False, False
 
@@ -1034,14 +1037,16 @@ class _Sender:
     @classmethod
     def _loop(cls) -> None:
         try:
-            with cls.fork_guard:
-                try:
-                    import encodings.idna  # noqa: F401 - what the first connection would import
-                    import http.client  # noqa: F401
-                    import ssl  # noqa: F401
-                    import urllib.request  # noqa: F401
-                except ImportError:
-                    pass  # a Python built without ssl: each send then fails at once, as a failure
+            cls.fork_guard.acquire()
+            try:
+                import encodings.idna  # noqa: F401 - what the first connection would import
+                import http.client  # noqa: F401
+                import ssl  # noqa: F401
+                import urllib.request  # noqa: F401
+            except ImportError:
+                pass  # a Python built without ssl: each send then fails at once, as a failure
+            finally:
+                cls.leave_fork_guard()
             while True:
                 delivery = cls._next()
                 if delivery is None:
@@ -1163,23 +1168,22 @@ class _Sender:
 
     @classmethod
     def before_fork(cls) -> None:
-        if cls.fork_guard.acquire(True, _FORK_WAIT):
-            cls.fork_holders.add(_thread.get_ident())
+        cls.fork_guard.acquire(True, _FORK_WAIT)  # else it goes ahead; the hooks after it free the guard
 
     @classmethod
-    def after_fork_in_parent(cls) -> None:
-        me = _thread.get_ident()
-        if me in cls.fork_holders:  # only the thread that took the guard lets it go
-            cls.fork_holders.discard(me)
+    def leave_fork_guard(cls) -> None:
+        try:
             cls.fork_guard.release()
+        except RuntimeError:
+            pass  # freed already by a fork that gave up waiting for it
 
     @classmethod
     def forget_after_fork(cls) -> None:
         """In a forked child: the parent's sends are not ours to wait for or record.
 
         The child starts with fresh locks, queue and episodes (the parent's thread does not
-        exist here, and its locks may have been held at the fork); sessions the child
-        inherited answer wait() at once.
+        exist here, and its locks may have been held at the fork; the hooks before this one
+        freed the fork guard); sessions the child inherited answer wait() at once.
         """
         inherited = list(cls.pending.values())
         cls.reset()
@@ -1704,15 +1708,19 @@ def main(argv: "Sequence[str] | None" = None, telemetry: "Telemetry | None" = No
 
 # What every session shares, made once per interpreter at import (see _Sender).
 _Sender.reset()
+_Sender.fork_guard = _thread.allocate_lock()
 __import__("atexit").register(_Sender.wait_at_exit)
+# After a fork the guard is free, in the parent and the child, by two calls into C: a take that
+# never blocks (acquire(0), through map), then a release. A Python hook there is where a signal
+# that came during fork() raises, and Ctrl-C there would leave the guard held for good.
+_take, _release = map(_Sender.fork_guard.acquire, iter(int, 1)).__next__, _Sender.fork_guard.release
 try:  # absent on Windows; refused in an isolated subinterpreter, where sessions are off anyway
-    os.register_at_fork(
-        before=_Sender.before_fork,
-        after_in_parent=_Sender.after_fork_in_parent,
-        after_in_child=_Sender.forget_after_fork,
-    )
+    os.register_at_fork(after_in_parent=_take, after_in_child=_take)
+    os.register_at_fork(before=_Sender.before_fork, after_in_parent=_release, after_in_child=_release)
+    os.register_at_fork(after_in_child=_Sender.forget_after_fork)
 except (AttributeError, RuntimeError):
     pass
+del _take, _release
 
 if __name__ == "__main__":
     sys.exit(main())

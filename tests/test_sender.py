@@ -216,6 +216,75 @@ def test_two_threads_forking_at_once_leave_the_fork_guard_free(collector: str, s
     assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True"), result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_ctrl_c_during_fork_reaches_the_host_and_leaves_the_fork_guard_free(collector: str, state_dir: Path) -> None:
+    """A SIGINT that comes while the kernel forks (Ctrl-C as a Pool starts) is handled at the first
+    Python code after fork(): here made pending by a hook in C, registered before the module's, as
+    the real one would be. Before: that code was the module's after-fork hook, so CPython printed
+    "Exception ignored in: ...after_fork_in_parent", the host never saw its KeyboardInterrupt, and
+    the guard stayed held (every later fork waited 2 s, the sender waited for it for ever)."""
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import ctypes, functools, os, signal, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        os.register_at_fork(after_in_parent=functools.partial(ctypes.CDLL(None).kill, os.getpid(), signal.SIGINT))
+        import agentsonar_telemetry as at
+        interrupted = False
+        try:
+            if os.fork() == 0:
+                os._exit(0)
+        except KeyboardInterrupt:
+            interrupted = True
+        os.waitpid(-1, 0)
+        free = at._Sender.fork_guard.acquire(False)
+        if free:
+            at._Sender.fork_guard.release()
+        print(interrupted, free, at.start_session("0.4.0").wait(10), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True True"), result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_that_gives_up_waiting_for_the_sender_leaves_it_sending(collector: str, state_dir: Path) -> None:
+    """A fork that waited in vain (here at once: no wait at all) goes ahead and frees the guard
+    the sender still holds; the sender, once out, goes on and delivers at its first attempt.
+    urllib's build_opener, which the sender calls inside the guard, waits there until the fork is
+    done: events, no clock. (Not an import hook: importlib holds the import lock there, and fork()
+    waits for that.)"""
+    write_known_state(state_dir)
+    code = textwrap.dedent(
+        """
+        import os, threading, urllib.request, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import agentsonar_telemetry as at
+        at._FORK_WAIT = 0
+        inside, proceed, calls = threading.Event(), threading.Event(), []
+        build_opener = urllib.request.build_opener
+        def build_opener_once_the_fork_is_done(*handlers):
+            calls.append(1)
+            inside.set()
+            proceed.wait()
+            return build_opener(*handlers)
+        urllib.request.build_opener = build_opener_once_the_fork_is_done
+        session = at.start_session("0.4.0")
+        inside.wait()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        held_after_fork = at._Sender.fork_guard.locked()
+        proceed.set()
+        print(held_after_fork, session.wait(10), len(calls), flush=True)
+        """
+    )
+    result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
+    # One attempt: the guard the fork freed is no error when the sender leaves it (else a retry).
+    assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "False True 1"), result.stderr
+
+
 def test_settling_many_pending_sends_is_linear_and_never_makes_the_host_wait(
     silent_server: SilentServer, state_dir: Path
 ) -> None:
