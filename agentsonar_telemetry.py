@@ -1461,13 +1461,20 @@ class Telemetry:
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, "error", "the system clock is out of range")
-        state, must_disclose = self._state_for_sending(path, state)
-        if state is None:
-            return Session(False, "state_error", f"could not create {path}")
-        if must_disclose and not self._disclose(path):
-            return Session(
-                False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
-            )
+        recorded: list[bool] = []  # whether this session recorded disclosure_shown: it owes the notice
+        try:
+            state = self._state_for_sending(path, state, recorded)
+            if state is None:
+                return Session(False, "state_error", f"could not create {path}")
+            if recorded and not self._print(_disclosure_text(path)):
+                self._owe_disclosure(path)
+                return Session(
+                    False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
+                )
+        except BaseException:  # Ctrl-C, or a signal handler's SystemExit, before the notice was out
+            if recorded:
+                self._owe_disclosure(path)
+            raise
         if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
             return Session(False, "telemetry_disabled", f"telemetry_disabled: true in {path}")  # disabled meanwhile
         event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
@@ -1480,18 +1487,17 @@ class Telemetry:
             return Session(False, "error", "no thread could be started to send it (out of threads or memory)")
         return Session(True, "send", reason, event, delivery)
 
-    def _state_for_sending(self, path: str, state: "StateDict | None") -> "tuple[StateDict | None, bool]":
+    def _state_for_sending(self, path: str, state: "StateDict | None", recorded: "list[bool]") -> "StateDict | None":
         """The state with an install id and ``disclosure_shown`` recorded (None when it cannot be
-        had, or the opted-out state a ``disable`` left meanwhile), and whether this session
-        recorded ``disclosure_shown`` and so must show the disclosure.
+        had, or the opted-out state a ``disable`` left meanwhile); *recorded* gets True when this
+        session recorded ``disclosure_shown`` and so must show the disclosure.
 
         That is the session that creates the file, or finds the flag not true in a file an
         older SDK or ``enable`` wrote: the disclosure is shown once.
         """
         if state is not None and "install_id" in state and state.get("disclosure_shown") is True:
-            return state, False  # every later session: nothing to write
+            return state  # every later session: nothing to write
         override = _env_overrides_opt_out(self.environ)
-        recorded: list[bool] = []
 
         def add_id_and_disclosure(current: "StateDict | None") -> "StateDict | None":
             if current is None or (current.get("telemetry_disabled") is True and not override):
@@ -1508,24 +1514,21 @@ class Telemetry:
                 fresh: StateDict = {"schema_version": _STATE_SCHEMA_VERSION, "telemetry_disabled": False}
                 add_id_and_disclosure(fresh)
                 if _create_state(path, fresh, use_links=self.use_links):
-                    return fresh, True
+                    return fresh
                 recorded.clear()
                 state = _read_state(path)  # another process created it just now
             if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
                 state = _update_state(path, add_id_and_disclosure)
         except (OSError, _StateError) as exc:
             _log("could not create the telemetry state: %r", exc)
-            return None, False
+            return None
         if state is None or ("install_id" not in state and state.get("telemetry_disabled") is not True):
-            return None, False
-        return state, bool(recorded)
+            return None
+        return state
 
-    def _disclose(self, path: str) -> bool:
-        """Print the disclosure; when it cannot reach stderr, record that it was not shown (a
-        later session with a working stderr shows it) and return False: nothing may be sent
-        unseen."""
-        if self._print(_disclosure_text(path)):
-            return True
+    def _owe_disclosure(self, path: str) -> None:
+        """Record that the disclosure this session recorded was not shown: a later session with a
+        working stderr shows it, and nothing is sent unseen."""
 
         def not_shown(current: "StateDict | None") -> "StateDict | None":
             if current is not None:
@@ -1536,7 +1539,6 @@ class Telemetry:
             _update_state(path, not_shown)
         except (OSError, _StateError) as exc:
             _log("could not record that the disclosure was not shown: %r", exc)
-        return False
 
     # -- explicit commands (these report failure) ----------------------------------
 

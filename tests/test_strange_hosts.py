@@ -757,6 +757,38 @@ def test_no_send_while_stderr_is_none_then_the_notice_and_the_send(httpserver: H
     assert read_state(state_dir)["disclosure_shown"] is True and len(httpserver.log) == 1
 
 
+INTERRUPTED_BEFORE_THE_NOTICE = """
+import os, signal, sys, agentsonar_telemetry as at
+
+def profile(frame, event, arg):
+    if event == "call" and frame.f_code.co_name == "_disclosure_text":
+        sys.setprofile(None)
+        os.kill(os.getpid(), signal.SIGINT)
+
+sys.setprofile(profile)
+try:
+    at.start_session("0.4.0")
+except KeyboardInterrupt:
+    print("interrupted")
+sys.setprofile(None)
+print(at.start_session("0.4.0").wait(10))
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_ctrl_c_between_recording_the_notice_and_showing_it_leaves_it_owed(
+    httpserver: HTTPServer, state_dir: Path
+) -> None:
+    """A real SIGINT at the moment the first session, its state written with ``disclosure_shown:
+    true``, is about to print the notice (a profile hook on that call). Before: the flag stayed
+    true, and the next session sent with the notice never shown."""
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    result = run_python(INTERRUPTED_BEFORE_THE_NOTICE, AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+    assert result.stdout == "interrupted\nTrue\n"
+    assert result.stderr.count(DISCLOSURE) == 1  # shown by the next session, which then sent
+    assert read_state(state_dir)["disclosure_shown"] is True and len(httpserver.log) == 1
+
+
 class WriteOnlyStream:
     """A host's own stderr object with write() and nothing else: no flush(), no encoding."""
 
