@@ -435,8 +435,8 @@ def _make_dirs(directory: str) -> None:
 def _write_temp(directory: str, state: "Mapping[str, object]") -> str:
     """A fsynced 0600 file with *state* beside the state file; removed again on failure."""
     name = os.path.join(directory, f".{_STATE_FILE_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    try:
+    try:  # the open too: a Ctrl-C as it returns would leave the file (the name is this call's alone)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write((_json_text(state, indent=True) + "\n").encode("utf-8"))
             f.flush()
@@ -566,12 +566,13 @@ class _StateLock:
                 time.sleep(0.005)
                 continue
             try:
-                os.write(fd, holder)
-            except BaseException:  # Ctrl-C, say: a lock naming nobody would be waited for 30 s
-                os.close(fd)
+                try:
+                    os.write(fd, holder)
+                finally:
+                    os.close(fd)
+            except BaseException:  # Ctrl-C, say: a lock naming nobody, or this live process, stays
                 _unlink_quietly(self.lock_path)
                 raise
-            os.close(fd)
             return
 
     def __exit__(self, *exc_info: object) -> None:

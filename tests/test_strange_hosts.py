@@ -1001,6 +1001,26 @@ print(at.disable_persistently().rule)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize(
+    ("call", "caller"),
+    [("close", "__enter__"), ("open", "_write_temp")],
+    ids=["as the named lock is closed", "as the temp file is opened"],
+)
+def test_ctrl_c_as_a_file_of_ours_is_made_leaves_nothing_behind(call: str, caller: str, state_dir: Path) -> None:
+    """The SIGINT handled as the call returns, where CPython runs handlers. Before: the lock,
+    naming this live process, stayed (every later change of the state in it waited 0.25 s and
+    failed with "held by another process" for as long as it lived); the temp file stayed."""
+    write_known_state(state_dir)
+    condition = f'event == "c_return" and arg is os.{call} and frame.f_code.co_name == "{caller}"'
+    code = INTERRUPTED_WHILE_LOCKING.replace(
+        'event == "c_call" and arg is os.write and frame.f_code.co_name == "__enter__"', condition
+    )
+    assert code != INTERRUPTED_WHILE_LOCKING
+    result = run_python(code, AGENTSONAR_STATE_DIR=str(state_dir))
+    assert (result.stdout, result.stderr) == ("interrupted\n['state.json']\ntelemetry_disabled\n", "")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 def test_ctrl_c_between_taking_the_lock_and_naming_its_holder_leaves_no_lock(state_dir: Path) -> None:
     """The unnamed lock was left behind: judged by its age, every change waited on it, and for
     30 s the same process's next ``disable`` failed with "held by another process"."""
