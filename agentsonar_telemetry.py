@@ -1465,17 +1465,18 @@ class Telemetry:
         recorded: list[bool] = []  # whether this session recorded disclosure_shown: it owes the notice
         try:
             state = self._state_for_sending(path, state, recorded)
-            if state is None:
-                return Session(False, "state_error", f"could not create {path}")
-            if recorded and not self._print(_disclosure_text(path)):
-                self._owe_disclosure(path)
-                return Session(
-                    False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
-                )
+            shown = state is None or not recorded or self._print(_disclosure_text(path))
         except BaseException:  # Ctrl-C, or a signal handler's SystemExit, before the notice was out
             if recorded:
                 self._owe_disclosure(path)
             raise
+        if state is None:
+            return Session(False, "state_error", f"could not create {path}")
+        if not shown:
+            self._owe_disclosure(path)
+            return Session(
+                False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
+            )
         if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
             return Session(False, "telemetry_disabled", f"telemetry_disabled: true in {path}")  # disabled meanwhile
         event = _build_event(self.environ, str(state["install_id"]), version, adapter, timestamp)
