@@ -71,6 +71,7 @@ _EXIT_WAIT = 0.5  # seconds pending sends may delay interpreter exit, all of the
 _EXIT_WRITE_WAIT = 0.25  # seconds more for an outcome being written when that budget runs out
 _FORK_WAIT = 2.0  # seconds os.fork() waits for the sender to leave what a child must not inherit
 _MAX_PENDING = 10_000  # events a process holds unsent: sessions faster than the collector never grow it
+_SENDER_STACK = 256 * 1024  # bytes of stack the sender thread has at least: TLS takes over 40 KiB on 3.13
 _BACKOFF_INITIAL = 3600.0  # one hour after the first failed episode
 _BACKOFF_MAX = 7 * 24 * 3600.0  # doubling stops at seven days
 
@@ -1021,7 +1022,7 @@ class _Sender:
             return True  # its holder (the thread, or the session this one interrupted) sees the queue
         try:
             if not cls.running:
-                _thread.start_new_thread(cls._loop, ())
+                cls.start_thread()
                 cls.running = True
             return True
         except Exception as exc:  # noqa: BLE001 - "can't start new thread", or no memory for one
@@ -1034,6 +1035,22 @@ class _Sender:
             return False
         finally:
             cls.lock.release()
+
+    @classmethod
+    def start_thread(cls) -> None:
+        """Start the thread with a stack of at least _SENDER_STACK. A host's threading.stack_size(),
+        as servers with many threads set it, applies to every thread started after it: 32 KiB (the
+        smallest allowed) segfaulted the host in the sender's imports or TLS handshake. A host thread
+        starting one of its own within these few lines gets the platform's size, or ours."""
+        host_size = _thread.stack_size(0)  # read by setting it: 0, the platform's default, for most hosts
+        if not host_size:
+            _thread.start_new_thread(cls._loop, ())
+            return
+        _thread.stack_size(max(host_size, _SENDER_STACK))
+        try:
+            _thread.start_new_thread(cls._loop, ())
+        finally:
+            _thread.stack_size(host_size)
 
     @classmethod
     def _loop(cls) -> None:

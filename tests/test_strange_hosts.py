@@ -237,6 +237,33 @@ def test_a_host_out_of_threads_gets_error_and_that_event_is_never_sent(httpserve
     assert "backoff_seconds" not in read_state(state_dir)
 
 
+SMALL_STACK_HOST = """
+import threading
+import agentsonar_telemetry as at
+{patient_exit}threading.stack_size(32768)  # the smallest allowed
+session = at.start_session("0.4.0")
+print(session.wait(30), threading.stack_size())
+"""
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_host_that_sets_the_smallest_thread_stack_sends_from_a_stack_of_its_own(
+    state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    """Servers with many threads set small stacks (threading.stack_size): the sender thread took
+    the host's 32 KiB too, and segfaulted the host in its imports or its TLS handshake (3.10, 3.12,
+    3.13). It starts with a stack of its own, and the host's setting stays as the host left it."""
+    write_known_state(state_dir)
+    tls = server_tls(tmp_path, monkeypatch) if scheme == "https" else None
+    server = RawServer(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", tls=tls)
+    try:
+        result = run_python(SMALL_STACK_HOST.format(patient_exit=PATIENT_EXIT), AGENTSONAR_TELEMETRY_URL=server.url)
+    finally:
+        server.close()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True 32768\n", "")
+    assert server.connections == 1
+
+
 RAW_FORK_HOST = """
 import ctypes, os, sys
 import encodings.idna, http.client, ssl, urllib.request  # the sender's imports: none in flight at the fork
