@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; the checker alone need
     # Session.rule and Status.rule: which rule decided (README.md, "Who decides").
     Rule = Literal[
         "AGENTSONAR_TELEMETRY", "DO_NOT_TRACK", "config", "telemetry_disabled", "state_error", "endpoint", "debug",
-        "backoff", "backlog", "send", "error", "shutdown", "interpreter", "fork", "stderr",
+        "backoff", "backlog", "send", "error", "shutdown", "interpreter", "fork", "intercepted", "stderr",
     ]  # fmt: skip
     # What a change to state.json returns: the state to write, None to leave the file alone,
     # or "delete" to remove it.
@@ -1072,6 +1072,10 @@ class _Sender:
                 if delivery.number < cls.failed_before.get(delivery.state_path, -1):
                     cls.settle([delivery], False)  # queued when its file's episode failed: off the network
                     continue
+                if _transport_replaced():  # since its session (a cassette opened): unsent, and nobody failed
+                    if cls.pending.pop(id(delivery), None) is not None:
+                        delivery.settle(False)
+                    continue
                 delivered = False
                 try:
                     delivered, retry = delivery.attempt()
@@ -1235,6 +1239,22 @@ def _uwsgi_forks_from_here() -> bool:
         return False
 
 
+def _transport_replaced() -> bool:
+    """Whether the host replaced the standard library's sockets or HTTP connections (vcrpy's
+    cassettes, httpretty, a mock in its tests; PySocks' socket too): an event sent through them
+    would be recorded in the host's files (a cassette kept in git) or among its test's requests.
+    gevent's sockets are a transport like the standard ones."""
+    socket, client = sys.modules.get("socket"), sys.modules.get("http.client")
+    used = [getattr(socket, "socket", None), getattr(socket, "create_connection", None)] if socket else []
+    if client is not None:
+        used += [getattr(client, "HTTPConnection", None), getattr(client, "HTTPSConnection", None)]
+    for thing in used:
+        module = getattr(thing, "__module__", None)
+        if thing is not None and module not in ("socket", "http.client", "gevent.socket", "gevent._socket3"):
+            return True
+    return False
+
+
 def _host_decision() -> "tuple[Rule, str] | None":
     """``(rule, reason)`` when the host rules sessions out (README.md, the host rules), else None;
     asked after the opt-outs, which answer first, so that status() and sessions agree."""
@@ -1247,6 +1267,8 @@ def _host_decision() -> "tuple[Rule, str] | None":
     if _uwsgi_forks_from_here():
         reason = "uWSGI forks its workers from here without Python's at-fork hooks: a thread of ours could hang them"
         return "fork", reason + " (--py-call-uwsgi-fork-hooks or --lazy-apps lets them send)"
+    if _transport_replaced():
+        return "intercepted", "the host replaced its sockets or HTTP connections (vcrpy, httpretty, a mock)"
     return None
 
 

@@ -425,6 +425,76 @@ def test_sessions_faster_than_the_collector_answers_hold_at_most_max_pending_eve
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the three, one failed episode at exit
 
 
+# -- a host whose HTTP is intercepted in its tests (vcrpy, httpretty, a mock) ---------------------
+
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+
+INTERCEPTED_HOST = """
+import json, os, sys, warnings
+warnings.simplefilter("ignore")  # an interceptor's own deprecations are not ours
+import agentsonar_telemetry as at
+{setup}
+{patient_exit}before = None
+if {send_later}:  # decided before the interception, sent while it is on
+    at._Sender.fork_guard.acquire()  # the sender waits here before its first send
+    before = at.start_session("0.4.0")
+with {intercept}:
+    if before is None:
+        session = at.start_session("0.4.0")
+        print(session.rule, session.enabled, at.status().rule)
+    else:
+        at._Sender.fork_guard.release()
+        print(before.rule, before._delivery.wait(30), before.wait(0))
+    {seen}
+"""
+
+INTERCEPTORS = {
+    "vcrpy": (
+        "import vcr\ncassette = os.path.join(os.environ['AGENTSONAR_STATE_DIR'], '..', 'cassette.yaml')",
+        "vcr.use_cassette(cassette, record_mode='all')",
+        "pass",
+    ),
+    "httpretty": (
+        "import httpretty",
+        "httpretty.enabled(allow_net_connect=True)",
+        "print(len(httpretty.latest_requests()))",
+    ),
+    "mock": (
+        "import http.client\nfrom unittest import mock",
+        "mock.patch('http.client.HTTPConnection', wraps=http.client.HTTPConnection)",
+        "pass",
+    ),
+}
+
+
+@pytest.mark.parametrize("send_later", [False, True], ids=["session-inside", "sent-inside"])
+@pytest.mark.parametrize("interceptor", sorted(INTERCEPTORS))
+def test_a_host_whose_http_is_intercepted_in_its_tests_never_sends_through_it(
+    state_dir: Path, tmp_path: Path, interceptor: str, send_later: bool
+) -> None:
+    """vcrpy recorded the event, install id and all, into the host's cassette (kept in git, and
+    rewritten at every run); httpretty's requests of a test, and a mock's calls, had ours among
+    them. While the host's sockets or HTTP connections are replaced, nothing is sent through them:
+    a session is `intercepted`; one decided before is settled unsent, and records no failure."""
+    write_known_state(state_dir)
+    setup, intercept, seen = INTERCEPTORS[interceptor]
+    server = RawServer(ACCEPTED)
+    try:
+        code = INTERCEPTED_HOST.format(
+            setup=setup, intercept=intercept, seen=seen, send_later=send_later, patient_exit=PATIENT_EXIT
+        )
+        result = run_python(code, AGENTSONAR_TELEMETRY_URL=server.url)
+    finally:
+        server.close()
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("send True False" if send_later else "intercepted False intercepted")
+    assert lines[1:] == (["0"] if interceptor == "httpretty" else [])
+    assert server.connections == 0
+    assert not (tmp_path / "cassette.yaml").exists()
+    assert "backoff_seconds" not in read_state(state_dir)
+
+
 # -- a host whose warnings are errors (python -X dev -W error, pytest's filterwarnings = error) --
 
 
