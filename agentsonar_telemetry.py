@@ -91,6 +91,8 @@ _JSON_SPACE = " \t\n\r"
 # released SDKs send raw, and a test keeps these two lines equal to it.
 _ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
 _OS_KEEPING_DIGITS = frozenset({"win32"})
+# Where the sockets and HTTP connections a send goes through may come from (_transport_replaced).
+_TRANSPORT_MODULES = frozenset({"socket", "http.client", "gevent.socket", "gevent._socket3"})
 
 # The eight fields of the contract, in the order they are sent.
 _EVENT_FIELDS = ("install_id", "session_id", "version", "python", "os", "arch", "adapter", "timestamp")
@@ -1244,14 +1246,17 @@ def _transport_replaced() -> bool:
     cassettes, httpretty, a mock in its tests; PySocks' socket too): an event sent through them
     would be recorded in the host's files (a cassette kept in git) or among its test's requests.
     gevent's sockets are a transport like the standard ones."""
-    socket, client = sys.modules.get("socket"), sys.modules.get("http.client")
-    used = [getattr(socket, "socket", None), getattr(socket, "create_connection", None)] if socket else []
-    if client is not None:
-        used += [getattr(client, "HTTPConnection", None), getattr(client, "HTTPSConnection", None)]
-    for thing in used:
-        module = getattr(thing, "__module__", None)
-        if thing is not None and module not in ("socket", "http.client", "gevent.socket", "gevent._socket3"):
-            return True
+    for name, attributes in (
+        ("socket", ("socket", "create_connection")),
+        ("http.client", ("HTTPConnection", "HTTPSConnection")),
+    ):
+        module = sys.modules.get(name)
+        if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+            continue  # not imported, or being imported (by the sender, say): half made, not replaced
+        for attribute in attributes:
+            used = getattr(module, attribute, None)
+            if used is not None and getattr(used, "__module__", None) not in _TRANSPORT_MODULES:
+                return True
     return False
 
 
@@ -1417,6 +1422,8 @@ class Telemetry:
             return (*env_off, None)
         if config_off is not None:
             return "config", config_off, None
+        if type(os) is not type(sys):  # pyfakefs, in the host's tests: the real state is out of sight
+            return "state_error", "the host replaced os (pyfakefs): the state file and its opt-out cannot be read", None
         try:
             state = _read_state(path) if os.path.isabs(path) else None  # never under the working directory
         except _StateError as exc:

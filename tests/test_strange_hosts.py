@@ -495,6 +495,75 @@ def test_a_host_whose_http_is_intercepted_in_its_tests_never_sends_through_it(
     assert "backoff_seconds" not in read_state(state_dir)
 
 
+HALF_IMPORTED_SOCKET_HOST = """
+import sys, threading
+import agentsonar_telemetry as at
+{patient_exit}arrived, go = threading.Event(), threading.Event()
+
+class HoldSocketHalfMade:  # socket.py imports selectors after `from _socket import *`, before its own classes
+    def find_spec(self, name, path=None, target=None):
+        if name == "selectors" and "socket" in sys.modules and not arrived.is_set():
+            arrived.set()
+            go.wait(30)
+        return None
+
+sys.meta_path.insert(0, HoldSocketHalfMade())
+first = at.start_session("0.4.0")  # its sender imports http.client, and so socket
+arrived.wait(30)
+during = at.start_session("0.4.0")
+print(sys.modules["socket"].socket.__module__, at.status().rule, during.rule, flush=True)
+go.set()
+print(first.wait(30), during.wait(30))
+"""
+
+
+def test_a_session_while_the_sender_imports_socket_is_not_intercepted(state_dir: Path) -> None:
+    """A module being imported is half made: socket.socket is still _socket's, and a session then
+    answered `intercepted` (one in a thousand under a 1 kHz signal handler's sessions)."""
+    write_known_state(state_dir)
+    server = RawServer(ACCEPTED)
+    try:
+        result = run_python(
+            HALF_IMPORTED_SOCKET_HOST.format(patient_exit=PATIENT_EXIT), AGENTSONAR_TELEMETRY_URL=server.url
+        )
+    finally:
+        server.close()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "_socket send send\nTrue True\n"
+    assert server.connections == 2
+
+
+FAKE_FILE_SYSTEM_HOST = """
+import agentsonar_telemetry as at
+from pyfakefs.fake_filesystem_unittest import Patcher
+with Patcher():  # what pyfakefs's fs fixture does around each of the host's tests
+    session = at.start_session("0.4.0")
+    print(session.rule, session.enabled, at.is_disabled(), flush=True)
+print(at.status().rule)
+"""
+
+
+@pytest.mark.parametrize("opted_out", [True, False], ids=["opted-out", "no-state-yet"])
+def test_a_host_whose_file_system_is_faked_in_its_tests_neither_sends_nor_shows_the_notice(
+    state_dir: Path, opted_out: bool
+) -> None:
+    """pyfakefs replaces os in every module: the real state.json was out of sight, so a persisted
+    opt-out was ignored, and each of the host's tests was a new machine (a new install id, the
+    notice, a send). A faked file system is a state that cannot be read: off, and in doubt."""
+    if opted_out:
+        write_known_state(state_dir, telemetry_disabled=True)
+    server = RawServer(ACCEPTED)
+    try:
+        result = run_python(FAKE_FILE_SYSTEM_HOST, AGENTSONAR_TELEMETRY_URL=server.url)
+    finally:
+        server.close()
+    assert (result.returncode, result.stderr) == (0, "")
+    expected_after = "telemetry_disabled" if opted_out else "send"
+    assert result.stdout == f"state_error False True\n{expected_after}\n"
+    assert server.connections == 0
+    assert (state_dir / "state.json").exists() is opted_out  # nothing written to the real one either
+
+
 # -- a host whose warnings are errors (python -X dev -W error, pytest's filterwarnings = error) --
 
 
