@@ -425,12 +425,12 @@ def test_sessions_faster_than_the_collector_answers_hold_at_most_max_pending_eve
     assert read_state(state_dir)["backoff_seconds"] == HOUR  # the three, one failed episode at exit
 
 
-# -- a host whose HTTP is intercepted in its tests (vcrpy, httpretty, a mock) ---------------------
+# -- a host whose tests fake its network or its files (vcrpy, httpretty, a mock, pyfakefs) --------
 
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
 
 INTERCEPTED_HOST = """
-import json, os, sys, warnings
+import os, warnings
 warnings.simplefilter("ignore")  # an interceptor's own deprecations are not ours
 import agentsonar_telemetry as at
 {setup}
