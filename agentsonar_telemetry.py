@@ -759,6 +759,12 @@ def _record_outcome(path: str, delivered: bool, now: float) -> None:
 # ---- Disclosure ----------------------------------------------------------------------------------
 
 
+def _disclosure_due(state: "Mapping[str, object] | None") -> bool:
+    """Whether a session with *state* shows the disclosure first: no install id yet, or
+    ``disclosure_shown`` not true (a file an older SDK or ``enable`` wrote, or one owed)."""
+    return state is None or "install_id" not in state or state.get("disclosure_shown") is not True
+
+
 def _write_text(stream: "TextIO", text: str) -> bool:
     """Write and flush (a stream may have no flush); what it cannot encode is backslash-escaped.
     False, never an exception, when the stream is closed or fails."""
@@ -1412,6 +1418,12 @@ class Telemetry:
         stream = sys.stderr if self._stderr is None else self._stderr
         return stream is not None and _write_text(stream, text)
 
+    def _stderr_hidden(self) -> bool:
+        """Whether stderr is pytest's capture (not its tee to the terminal): what is written there
+        reaches nobody unless the test fails, as when a host's first session runs in its tests."""
+        kind = type(sys.stderr if self._stderr is None else self._stderr)
+        return kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO"
+
     # -- decision (no side effects) -----------------------------------------
 
     def _decide(
@@ -1508,6 +1520,8 @@ class Telemetry:
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, "error", "the system clock is out of range")
+        if _disclosure_due(state) and self._stderr_hidden():  # decided before any write: none at each session
+            return Session(False, "stderr", "the notice would go to pytest's capture, not to a person: nothing is sent")
         recorded: list[bool] = []  # whether this session recorded disclosure_shown: it owes the notice
         try:
             state = self._state_for_sending(path, state, recorded)
@@ -1543,14 +1557,14 @@ class Telemetry:
         That is the session that creates the file, or finds the flag not true in a file an
         older SDK or ``enable`` wrote: the disclosure is shown once.
         """
-        if state is not None and "install_id" in state and state.get("disclosure_shown") is True:
+        if not _disclosure_due(state):
             return state  # every later session: nothing to write
         override = _env_overrides_opt_out(self.environ)
 
         def add_id_and_disclosure(current: "StateDict | None") -> "StateDict | None":
             if current is None or (current.get("telemetry_disabled") is True and not override):
                 return None  # reset or opted out meanwhile: no install id, nothing sent
-            if "install_id" in current and current.get("disclosure_shown") is True:
+            if not _disclosure_due(current):
                 return None
             current.setdefault("install_id", _new_uuid4())
             current["disclosure_shown"] = True
@@ -1565,7 +1579,7 @@ class Telemetry:
                     return fresh
                 recorded.clear()
                 state = _read_state(path)  # another process created it just now
-            if state is None or "install_id" not in state or state.get("disclosure_shown") is not True:
+            if _disclosure_due(state):
                 state = _update_state(path, add_id_and_disclosure)
         except (OSError, _StateError) as exc:
             _log("could not create the telemetry state: %r", exc)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import redirect_stderr
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,12 @@ def collector(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> HTTPSe
     return httpserver
 
 
+def as_a_terminal() -> redirect_stderr[StringIO]:
+    """The host's stderr as a person's would be, for a session whose notice is due: under pytest's
+    capture (which each test's call sets again) it is never shown, and nothing is sent."""
+    return redirect_stderr(StringIO())
+
+
 def sent(server: HTTPServer) -> list[dict[str, object]]:
     return [json.loads(request.get_data()) for request, _ in server.log]
 
@@ -32,18 +40,18 @@ def state(state_dir: Path) -> dict[str, object]:
     return dict(json.loads((state_dir / "state.json").read_text()))
 
 
-def test_session_start_with_the_sdk_keywords_sends_one_event(
-    collector: HTTPServer, capsys: pytest.CaptureFixture[str]
-) -> None:
-    session = at.session_start(adapter="claude_code", version="0.7.0", config_pref=None)
+def test_session_start_with_the_sdk_keywords_sends_one_event(collector: HTTPServer) -> None:
+    with as_a_terminal() as terminal:
+        session = at.session_start(adapter="claude_code", version="0.7.0", config_pref=None)
     assert session.wait(5)
     [event] = sent(collector)
     assert (event["adapter"], event["version"]) == ("claude_code", "0.7.0")
-    assert "AgentSonar collects anonymous usage telemetry" in capsys.readouterr().err
+    assert "AgentSonar collects anonymous usage telemetry" in terminal.getvalue()
 
 
 def test_session_start_positional_order_is_adapter_then_version(collector: HTTPServer) -> None:
-    assert at.session_start("crewai", "0.5.1").wait(5)
+    with as_a_terminal():
+        assert at.session_start("crewai", "0.5.1").wait(5)
     assert [(e["adapter"], e["version"]) for e in sent(collector)] == [("crewai", "0.5.1")]
 
 
@@ -61,7 +69,8 @@ def test_session_start_config_pref_false_persists_and_sends_nothing(
 
 def test_session_start_config_pref_true_clears_the_opt_out(collector: HTTPServer, state_dir: Path) -> None:
     at.disable_persistently()
-    assert at.session_start(adapter="custom_python", version="0.7.0", config_pref=True).wait(5)
+    with as_a_terminal():
+        assert at.session_start(adapter="custom_python", version="0.7.0", config_pref=True).wait(5)
     assert state(state_dir)["telemetry_disabled"] is False
     assert len(sent(collector)) == 1
 
@@ -79,7 +88,8 @@ def test_session_start_config_pref_not_a_bool_is_off_for_the_session(
     ("adapter", "version"), [(None, None), (42, b"0.7"), ("Bad Adapter", "0.7.0\n"), (object(), object())]
 )
 def test_session_start_never_raises_on_odd_arguments(collector: HTTPServer, adapter: object, version: object) -> None:
-    session = at.session_start(adapter=adapter, version=version)  # type: ignore[arg-type]
+    with as_a_terminal():
+        session = at.session_start(adapter=adapter, version=version)  # type: ignore[arg-type]
     assert session.wait(5)
     [event] = sent(collector)
     assert (event["adapter"], event["version"]) == ("unknown", "unknown")
@@ -135,7 +145,8 @@ def test_on_value_overrides_a_persisted_opt_out(
     status = at.status()
     assert (status.enabled, status.rule) == (True, "send")
     assert f"AGENTSONAR_TELEMETRY={value.strip()} overrides telemetry_disabled" in status.reason
-    session = at.session_start(adapter="custom_python", version="0.7.0")
+    with as_a_terminal():
+        session = at.session_start(adapter="custom_python", version="0.7.0")
     assert session.wait(5) and len(sent(collector)) == 1
     assert state(state_dir)["telemetry_disabled"] is True  # overridden for the run, not cleared
     monkeypatch.delenv("AGENTSONAR_TELEMETRY")

@@ -6,6 +6,7 @@ Each case failed before its fix; none depends on how fast the machine is."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -985,6 +986,36 @@ def test_a_closed_stderr_sends_nothing(httpserver: HTTPServer, state_dir: Path) 
     code = "import os, sys; os.close(2)\nimport agentsonar_telemetry as at\nprint(at.start_session('0.4.0').rule)"
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=url)
     assert result.stdout.strip() == "stderr" and len(httpserver.log) == 0
+
+
+def test_a_notice_due_inside_pytests_capture_is_not_shown_and_nothing_is_sent_or_written(
+    httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A host's first session inside its own test suite: the notice went to pytest's capture,
+    which nobody sees unless the test fails, and was recorded shown; every later session sent."""
+    environ["AGENTSONAR_TELEMETRY_URL"] = httpserver.url_for("/v1/events")
+    sessions = [at.Telemetry(environ).start_session("0.4.0") for _ in range(2)]  # stderr: capsys's
+    assert [(s.rule, s.enabled) for s in sessions] == [("stderr", False)] * 2
+    assert "pytest's capture" in sessions[0].reason
+    assert capsys.readouterr().err == "" and len(httpserver.log) == 0
+    assert not state_dir.exists()  # no install id, and no write at every session
+
+
+@pytest.mark.parametrize("stream", ["tee", "shown before"])
+def test_inside_pytest_a_notice_shown_or_teed_to_the_terminal_lets_sessions_send(
+    httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, stream: str
+) -> None:
+    from _pytest.capture import CaptureIO, TeeCaptureIO
+
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    environ["AGENTSONAR_TELEMETRY_URL"] = httpserver.url_for("/v1/events")
+    terminal = io.StringIO()
+    if stream == "shown before":
+        write_known_state(state_dir)  # disclosure_shown: true
+    capture = TeeCaptureIO(terminal) if stream == "tee" else CaptureIO()  # type: ignore[arg-type]
+    session = at.Telemetry(environ, stderr=capture).start_session("0.4.0")
+    assert (session.rule, session.wait(10)) == ("send", True)
+    assert terminal.getvalue().count(DISCLOSURE) == (1 if stream == "tee" else 0)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names as bytes")
