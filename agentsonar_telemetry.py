@@ -1413,15 +1413,19 @@ class Telemetry:
         """The *clock* passed in, else the system's wall clock (never a host's faked time.time)."""
         return self._clock() if self._clock is not None else _system_clock(False)
 
+    def _stream(self) -> "TextIO | None":
+        """The *stderr* passed in, else the process's as it is now (None in some embedders)."""
+        return sys.stderr if self._stderr is None else self._stderr
+
     def _print(self, text: str) -> bool:
         """Write *text* to stderr and flush it; False when it could not be (None, closed, raising)."""
-        stream = sys.stderr if self._stderr is None else self._stderr
+        stream = self._stream()
         return stream is not None and _write_text(stream, text)
 
     def _stderr_hidden(self) -> bool:
         """Whether stderr is pytest's capture (not its tee to the terminal): what is written there
         reaches nobody unless the test fails, as when a host's first session runs in its tests."""
-        kind = type(sys.stderr if self._stderr is None else self._stderr)
+        kind = type(self._stream())
         return kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO"
 
     # -- decision (no side effects) -----------------------------------------
