@@ -1198,7 +1198,18 @@ class _Sender:
 
     @classmethod
     def before_fork(cls) -> None:
-        cls.fork_guard.acquire(True, _FORK_WAIT)  # else it goes ahead; the hooks after it free the guard
+        try:
+            cls.fork_guard.acquire(True, _FORK_WAIT)  # else it goes ahead; the hooks after it free the guard
+        except KeyboardInterrupt:
+            # Ctrl-C in the wait: raised in a fork hook, Python would print it and drop it. The fork goes
+            # ahead, and SIGINT comes again from a hook of C calls that runs after every other (one made
+            # now is the last), so that its handler raises in the host's code, once fork() has returned.
+            import itertools
+            import signal
+
+            # SIGKILL can have no handler, so interrupting with it does nothing: at every later fork.
+            again = map(_thread.interrupt_main, itertools.chain((signal.SIGINT,), itertools.repeat(signal.SIGKILL)))
+            os.register_at_fork(after_in_parent=again.__next__)
 
     @classmethod
     def leave_fork_guard(cls) -> None:
