@@ -1200,15 +1200,26 @@ class _Sender:
     def before_fork(cls) -> None:
         try:
             cls.fork_guard.acquire(True, _FORK_WAIT)  # else it goes ahead; the hooks after it free the guard
-        except KeyboardInterrupt:
-            # Ctrl-C in the wait: raised in a fork hook, Python would print it and drop it. The fork goes
-            # ahead, and SIGINT comes again from a hook of C calls that runs after every other (one made
-            # now is the last), so that its handler raises in the host's code, once fork() has returned.
+        except BaseException as exc:  # a signal handler's: Ctrl-C's KeyboardInterrupt, a SIGTERM handler's exit
+            # Raised in a fork hook, Python would print it and drop it: the host would miss its Ctrl-C, or
+            # go on after SIGTERM. The fork goes ahead, and the signal whose handler raised it comes again
+            # from a hook of C calls that runs after every other (one made now is the last): the handler
+            # then raises in the host's code, once fork() has returned.
             import itertools
             import signal
 
+            below = exc.__traceback__.tb_next if exc.__traceback__ else None  # the handler's frame, if in Python
+
+            def raised_it(handler: object) -> bool:
+                if below is None:  # Python's own SIGINT handler, in C
+                    return handler is signal.default_int_handler
+                return getattr(handler, "__code__", None) is below.tb_frame.f_code
+
+            raised_by = [signum for signum in signal.valid_signals() if raised_it(signal.getsignal(signum))]
+            if not raised_by:
+                raise
             # SIGKILL can have no handler, so interrupting with it does nothing: at every later fork.
-            again = map(_thread.interrupt_main, itertools.chain((signal.SIGINT,), itertools.repeat(signal.SIGKILL)))
+            again = map(_thread.interrupt_main, itertools.chain(raised_by[:1], itertools.repeat(signal.SIGKILL)))
             os.register_at_fork(after_in_parent=again.__next__)
 
     @classmethod

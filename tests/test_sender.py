@@ -247,54 +247,71 @@ def test_ctrl_c_during_fork_reaches_the_host_and_leaves_the_fork_guard_free(coll
     assert (result.returncode, result.stderr, result.stdout.strip()) == (0, "", "True True True"), result.stderr
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_ctrl_c_while_a_fork_waits_for_the_sender_reaches_the_host(collector: str, state_dir: Path) -> None:
-    """Ctrl-C while os.fork() waits in the module's hook for the sender to leave the fork guard.
-    Before: CPython printed "Exception ignored in: ...before_fork" with a traceback through this
-    module, and the host never saw its KeyboardInterrupt (the fork went on). Now the fork goes ahead
-    and the host's code gets the KeyboardInterrupt as fork() returns; a later fork is not
-    interrupted, and the guard is free again. No clock: the signal is sent once the main thread is
-    seen at the hook's wait (its frame at the call of acquire). Its outcome is the same wherever it
-    lands: one that comes just before the wait blocks is handled as the wait ends, 2 s later, still
-    inside the hook."""
-    write_known_state(state_dir)
-    code = textwrap.dedent(
-        """
-        import dis, os, signal, sys, threading, warnings
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import agentsonar_telemetry as at
-        hook = at._Sender.before_fork.__func__.__code__
-        wait_at = min(i.offset for i in dis.get_instructions(hook) if i.opname.startswith("CALL"))
-        main = threading.main_thread().ident
-        def ctrl_c_once_the_fork_waits():
-            while True:
-                frame = sys._current_frames().get(main)
-                if frame is not None and frame.f_code is hook and frame.f_lasti >= wait_at:
-                    break
-            signal.pthread_kill(main, signal.SIGINT)  # to the thread that waits: only its wait is cut short
-        at._Sender.fork_guard.acquire()  # the sender, inside the guard
-        threading.Thread(target=ctrl_c_once_the_fork_waits).start()
-        outcome = "not interrupted"
-        try:
-            if os.fork() == 0:
-                os._exit(0)
-            outcome = "interrupted after fork"
-        except KeyboardInterrupt:
-            outcome = "interrupted at fork"
-        child, status = os.waitpid(-1, 0)  # the fork did happen, and its child exited
-        free = at._Sender.fork_guard.acquire(False)
-        if free:
-            at._Sender.fork_guard.release()
-        pid = os.fork()  # a later fork: nothing owed, nothing raised
-        if pid == 0:
+SIGNAL_WHILE_A_FORK_WAITS = textwrap.dedent(
+    """
+    import dis, os, signal, sys, threading, warnings
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import agentsonar_telemetry as at
+    handled = []
+    if sys.argv[1] == "SIGTERM":  # a server's: log, then exit
+        def on_sigterm(signum, frame):
+            handled.append(signum)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, on_sigterm)
+    signum = getattr(signal, sys.argv[1])
+    hook = at._Sender.before_fork.__func__.__code__
+    wait_at = min(i.offset for i in dis.get_instructions(hook) if i.opname.startswith("CALL"))
+    main = threading.main_thread().ident
+    def signal_once_the_fork_waits():
+        while True:
+            frame = sys._current_frames().get(main)
+            if frame is not None and frame.f_code is hook and frame.f_lasti >= wait_at:
+                break
+        signal.pthread_kill(main, signum)  # to the thread that waits: only its wait is cut short
+    at._Sender.fork_guard.acquire()  # the sender, inside the guard
+    threading.Thread(target=signal_once_the_fork_waits).start()
+    outcome = "nothing raised"
+    try:
+        if os.fork() == 0:
             os._exit(0)
-        os.waitpid(pid, 0)
-        print(outcome, status, free, at.start_session("0.4.0").wait(10), flush=True)
-        """
-    )
+        outcome = "raised after fork"
+    except (KeyboardInterrupt, SystemExit) as exc:
+        outcome = f"{type(exc).__name__} at fork"
+    child, status = os.waitpid(-1, 0)  # the fork did happen, and its child exited
+    free = at._Sender.fork_guard.acquire(False)
+    if free:
+        at._Sender.fork_guard.release()
+    pid = os.fork()  # a later fork: nothing owed, nothing raised
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    print(outcome, status, len(handled), free, at.start_session("0.4.0").wait(10), flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize(
+    ("signal_name", "outcome"),
+    [("SIGINT", "KeyboardInterrupt at fork 0 0"), ("SIGTERM", "SystemExit at fork 0 2")],
+)
+def test_a_signal_while_a_fork_waits_for_the_sender_reaches_the_host(
+    collector: str, state_dir: Path, signal_name: str, outcome: str
+) -> None:
+    """Ctrl-C (Python's own handler), or SIGTERM to a host whose handler exits, while os.fork()
+    waits in the module's hook for the sender to leave the fork guard. Before: CPython printed
+    "Exception ignored in: ...before_fork" with a traceback through this module, and the host never
+    saw its KeyboardInterrupt or SystemExit (the fork went on; a server told to stop went on too).
+    Now the fork goes ahead and the host's code gets the exception as fork() returns, from the
+    handler run again (so a Python handler runs twice); a later fork is not interrupted, and the
+    guard is free. No clock: the signal is sent once the main thread is seen at the hook's wait
+    (its frame at the call of acquire). Its outcome is the same wherever it lands: one that comes
+    just before the wait blocks is handled as the wait ends, 2 s later, still inside the hook."""
+    write_known_state(state_dir)
+    code = f"import sys; sys.argv[1:] = [{signal_name!r}]\n" + SIGNAL_WHILE_A_FORK_WAITS
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=collector)
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    assert result.stdout.strip() == "interrupted at fork 0 True True"
+    assert result.stdout.strip() == f"{outcome} True True"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
