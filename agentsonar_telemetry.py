@@ -1208,16 +1208,21 @@ class _Sender:
             import itertools
             import signal
 
-            below = exc.__traceback__.tb_next if exc.__traceback__ else None  # the handler's frame, if in Python
+            below = exc.__traceback__.tb_next if exc.__traceback__ else None
+            handler_frame = below.tb_frame if below else None  # none: Python's own SIGINT handler, in C
 
             def raised_it(handler: object) -> bool:
-                if below is None:  # Python's own SIGINT handler, in C
+                if handler_frame is None:
                     return handler is signal.default_int_handler
-                return getattr(handler, "__code__", None) is below.tb_frame.f_code
+                return getattr(handler, "__code__", None) is handler_frame.f_code
 
             raised_by = [signum for signum in signal.valid_signals() if raised_it(signal.getsignal(signum))]
             if not raised_by:
                 raise
+            if handler_frame is not None and handler_frame.f_code.co_argcount >= 2:  # handler(signum, frame)
+                code = handler_frame.f_code
+                given = handler_frame.f_locals.get(code.co_varnames[code.co_argcount - 2])
+                raised_by.sort(key=lambda signum: signum != given)  # one handler for several: the one it got
             # SIGKILL can have no handler, so interrupting with it does nothing: at every later fork.
             again = map(_thread.interrupt_main, itertools.chain(raised_by[:1], itertools.repeat(signal.SIGKILL)))
             os.register_at_fork(after_in_parent=again.__next__)
