@@ -765,10 +765,28 @@ def _disclosure_due(state: "Mapping[str, object] | None") -> bool:
     return state is None or "install_id" not in state or state.get("disclosure_shown") is not True
 
 
+def _non_blocking_file(stream: "TextIO") -> "Any":
+    """The file *stream* writes straight to when that file is non-blocking, else None: sys.stderr
+    is text straight over its file, and over a non-blocking one (a pipe or terminal shared with
+    Node.js, which sets O_NONBLOCK) it drops what the file cannot take, without a word."""
+    import io
+
+    raw = getattr(stream, "buffer", None)
+    try:
+        return raw if isinstance(raw, io.RawIOBase) and not os.get_blocking(raw.fileno()) else None
+    except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed
+        return None
+
+
 def _write_text(stream: "TextIO", text: str) -> bool:
     """Write and flush (a stream may have no flush); what it cannot encode is backslash-escaped.
-    False, never an exception, when the stream is closed or fails."""
+    False, never an exception, when the stream is closed or fails, or its file could not take it all."""
     try:
+        raw = _non_blocking_file(stream)
+        if raw is not None:  # written here, where the file says how much it took
+            data = text.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
+            stream.flush()
+            return bool(raw.write(data) == len(data))  # None when it took nothing
         try:
             stream.write(text)
         except UnicodeEncodeError:
@@ -1566,7 +1584,7 @@ class Telemetry:
         if not shown:
             self._owe_disclosure(path)
             return Session(
-                False, "stderr", "the notice could not be shown on stderr (closed or failing): nothing is sent"
+                False, "stderr", "the notice could not be shown on stderr (closed, failing or full): nothing is sent"
             )
         if state.get("telemetry_disabled") is True and not _env_overrides_opt_out(self.environ):
             return Session(False, "telemetry_disabled", f"telemetry_disabled: true in {path}")  # disabled meanwhile

@@ -6,6 +6,7 @@ Each case failed before its fix; none depends on how fast the machine is."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -986,6 +987,49 @@ def test_a_closed_stderr_sends_nothing(httpserver: HTTPServer, state_dir: Path) 
     code = "import os, sys; os.close(2)\nimport agentsonar_telemetry as at\nprint(at.start_session('0.4.0').rule)"
     result = run_python(code, AGENTSONAR_TELEMETRY_URL=url)
     assert result.stdout.strip() == "stderr" and len(httpserver.log) == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="O_NONBLOCK pipes")
+def test_a_non_blocking_stderr_that_cannot_take_the_notice_sends_nothing_until_it_is_shown(
+    httpserver: HTTPServer, state_dir: Path
+) -> None:
+    """A stderr whose file is non-blocking (a pipe or terminal shared with Node.js, which sets
+    O_NONBLOCK) and full: Python's stderr, a text layer straight over the file, drops what the
+    file cannot take without a word. The notice was recorded shown, never seen, and every
+    session sent."""
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    code = "import agentsonar_telemetry as at\ns = at.start_session('0.4.0')\nprint(s.rule, s.wait(30))"
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        filler = 0
+        try:
+            while True:
+                filler += os.write(write_end, b"." * 4096)
+        except BlockingIOError:
+            pass  # full: the next byte written to it would block
+        env = subprocess_env(AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+        full = subprocess.run([sys.executable, "-c", code], stderr=write_end, stdout=subprocess.PIPE, env=env,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        drained = b""
+        with contextlib.suppress(BlockingIOError):
+            while len(drained) < filler + 65536:
+                drained += os.read(read_end, 65536)
+        assert (full.returncode, full.stdout.strip(), drained) == (0, "stderr False", b"." * filler)
+        assert len(httpserver.log) == 0 and read_state(state_dir)["disclosure_shown"] is False  # owed
+        room = subprocess.run([sys.executable, "-c", code], stderr=write_end, stdout=subprocess.PIPE, env=env,
+                              text=True, timeout=60, check=False)  # fmt: skip
+        shown = b""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                shown += os.read(read_end, 65536)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert (room.returncode, room.stdout.strip()) == (0, "send True")
+    assert shown.decode().count(DISCLOSURE) == 1 and shown.decode().endswith("This notice is shown once.\n")
+    assert len(httpserver.log) == 1 and read_state(state_dir)["disclosure_shown"] is True
 
 
 def test_a_notice_due_inside_pytests_capture_is_not_shown_and_nothing_is_sent_or_written(
