@@ -1467,11 +1467,23 @@ class Telemetry:
         stream = self._stream()
         return stream is not None and _write_text(stream, text)
 
-    def _stderr_hidden(self) -> bool:
-        """Whether stderr is pytest's capture (not its tee to the terminal): what is written there
-        reaches nobody unless the test fails, as when a host's first session runs in its tests."""
-        kind = type(self._stream())
-        return kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO"
+    def _stderr_hidden(self) -> str | None:
+        """Where stderr goes when what is written there reaches nobody, else None: pytest's capture
+        (not its tee to the terminal), seen only if the test fails, as when a host's first session
+        runs in its tests; the null device, as a daemon's stderr or ``2>/dev/null``."""
+        stream = self._stream()
+        kind = type(stream)
+        if kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO":
+            return "pytest's capture"
+        if os.name == "nt":  # where the console is a character device too
+            return None
+        try:
+            where, null = os.fstat(stream.fileno()), os.stat(os.devnull)  # type: ignore[union-attr]
+        except (AttributeError, OSError, ValueError):  # None, no file (a host's own stream), closed
+            return None
+        import stat
+
+        return os.devnull if stat.S_ISCHR(where.st_mode) and where.st_rdev == null.st_rdev else None
 
     # -- decision (no side effects) -----------------------------------------
 
@@ -1569,8 +1581,9 @@ class Telemetry:
         timestamp = self.now()
         if not _MIN_TIMESTAMP < timestamp < _MAX_TIMESTAMP:
             return Session(False, "error", "the system clock is out of range")
-        if _disclosure_due(state) and self._stderr_hidden():  # decided before any write: none at each session
-            return Session(False, "stderr", "the notice would go to pytest's capture, not to a person: nothing is sent")
+        hidden = _disclosure_due(state) and self._stderr_hidden()  # decided before any write: none at each session
+        if hidden:
+            return Session(False, "stderr", f"the notice would go to {hidden}, not to a person: nothing is sent")
         recorded: list[bool] = []  # whether this session recorded disclosure_shown: it owes the notice
         try:
             state = self._state_for_sending(path, state, recorded)

@@ -1032,6 +1032,37 @@ def test_a_non_blocking_stderr_that_cannot_take_the_notice_sends_nothing_until_i
     assert len(httpserver.log) == 1 and read_state(state_dir)["disclosure_shown"] is True
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the null device of POSIX")
+def test_a_notice_due_while_stderr_is_the_null_device_is_not_shown_and_nothing_is_sent_or_written(
+    httpserver: HTTPServer, state_dir: Path, tmp_path: Path
+) -> None:
+    """A daemon's stderr, or ``2>/dev/null``: the notice went to the null device, reaching nobody,
+    and was recorded shown; every later session sent. A file (``2>>app.log``) is read by a person,
+    so a session there shows the notice and sends, as before."""
+    httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
+    env = subprocess_env(AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+    code = textwrap.dedent(
+        """
+        import agentsonar_telemetry as at
+        for _ in range(2):
+            session = at.start_session("0.4.0")
+            print(session.rule, session.wait(30))
+        """
+    )
+
+    def run(stderr: object) -> str:
+        result = subprocess.run([sys.executable, "-c", code], stderr=stderr, stdout=subprocess.PIPE, env=env,
+                                text=True, timeout=60, check=True)  # fmt: skip
+        return result.stdout
+
+    assert run(subprocess.DEVNULL) == "stderr False\n" * 2
+    assert len(httpserver.log) == 0 and not state_dir.exists()  # no install id, and no write at each session
+    log = tmp_path / "app.log"
+    with log.open("a") as stderr:
+        assert run(stderr) == "send True\n" * 2
+    assert log.read_text().count(DISCLOSURE) == 1 and len(httpserver.log) == 2
+
+
 def test_a_notice_due_inside_pytests_capture_is_not_shown_and_nothing_is_sent_or_written(
     httpserver: HTTPServer, environ: dict[str, str], state_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
