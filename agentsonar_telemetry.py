@@ -766,12 +766,14 @@ def _disclosure_due(state: "Mapping[str, object] | None") -> bool:
 
 
 def _non_blocking_file(stream: "TextIO") -> "Any":
-    """The file *stream* writes straight to when that file is non-blocking, else None: sys.stderr
-    is text straight over its file, and over a non-blocking one (a pipe or terminal shared with
-    Node.js, which sets O_NONBLOCK) it drops what the file cannot take, without a word."""
+    """The file under *stream* when that file is non-blocking (a pipe or terminal shared with
+    Node.js, which sets O_NONBLOCK), else None. What such a file cannot take, sys.stderr drops
+    without a word when it is unbuffered (``PYTHONUNBUFFERED``, as container images set it), and
+    otherwise keeps in its buffer, where it fails the host's exit (status 120) or comes out later."""
     import io
 
-    raw = getattr(stream, "buffer", None)
+    buffer = getattr(stream, "buffer", None)
+    raw = getattr(buffer, "raw", buffer)
     try:
         return raw if isinstance(raw, io.RawIOBase) and not os.get_blocking(raw.fileno()) else None
     except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed
@@ -783,7 +785,7 @@ def _write_text(stream: "TextIO", text: str) -> bool:
     False, never an exception, when the stream is closed or fails, or its file could not take it all."""
     try:
         raw = _non_blocking_file(stream)
-        if raw is not None:  # written here, where the file says how much it took
+        if raw is not None:  # written to the file itself, which says how much it took, once the host's is out
             data = text.encode(getattr(stream, "encoding", None) or "utf-8", "backslashreplace")
             stream.flush()
             return bool(raw.write(data) == len(data))  # None when it took nothing

@@ -990,13 +990,15 @@ def test_a_closed_stderr_sends_nothing(httpserver: HTTPServer, state_dir: Path) 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="O_NONBLOCK pipes")
+@pytest.mark.parametrize("buffering", ["unbuffered", "buffered"])
 def test_a_non_blocking_stderr_that_cannot_take_the_notice_sends_nothing_until_it_is_shown(
-    httpserver: HTTPServer, state_dir: Path
+    httpserver: HTTPServer, state_dir: Path, buffering: str
 ) -> None:
     """A stderr whose file is non-blocking (a pipe or terminal shared with Node.js, which sets
-    O_NONBLOCK) and full: Python's stderr, a text layer straight over the file, drops what the
-    file cannot take without a word. The notice was recorded shown, never seen, and every
-    session sent."""
+    O_NONBLOCK) and full. Unbuffered (PYTHONUNBUFFERED, as container images set it), Python's
+    stderr drops what the file cannot take without a word: the notice was recorded shown, never
+    seen, and every session sent. Buffered, it kept the notice, and the host exited with status
+    120 when its stderr could not be flushed at exit."""
     httpserver.expect_request("/v1/events").respond_with_json({"ok": True}, status=202)
     code = "import agentsonar_telemetry as at\ns = at.start_session('0.4.0')\nprint(s.rule, s.wait(30))"
     read_end, write_end = os.pipe()
@@ -1009,7 +1011,9 @@ def test_a_non_blocking_stderr_that_cannot_take_the_notice_sends_nothing_until_i
                 filler += os.write(write_end, b"." * 4096)
         except BlockingIOError:
             pass  # full: the next byte written to it would block
-        env = subprocess_env(AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"))
+        env = subprocess_env(AGENTSONAR_TELEMETRY_URL=httpserver.url_for("/v1/events"), PYTHONUNBUFFERED="1")
+        if buffering == "buffered":
+            del env["PYTHONUNBUFFERED"]
         full = subprocess.run([sys.executable, "-c", code], stderr=write_end, stdout=subprocess.PIPE, env=env,
                               text=True, timeout=60, check=False)  # fmt: skip
         drained = b""
