@@ -772,8 +772,9 @@ def _non_blocking_file(stream: "TextIO") -> "Any":
     otherwise keeps in its buffer, where it fails the host's exit (status 120) or comes out later."""
     import io
 
-    buffer = getattr(stream, "buffer", None)
-    raw = getattr(buffer, "raw", buffer)
+    if type(stream) is not io.TextIOWrapper:  # a host's own stream may write elsewhere (a notebook's)
+        return None
+    raw = getattr(stream.buffer, "raw", stream.buffer)
     try:
         return raw if isinstance(raw, io.RawIOBase) and not os.get_blocking(raw.fileno()) else None
     except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed
@@ -1477,11 +1478,15 @@ class Telemetry:
         kind = type(stream)
         if kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO":
             return "pytest's capture"
-        if os.name == "nt":  # where the console is a character device too
+        import io
+
+        # Only a plain text stream writes to its file: ipykernel's names the kernel's own stderr,
+        # the null device under JupyterHub, and writes to the notebook.
+        if kind is not io.TextIOWrapper or os.name == "nt":  # Windows: the console is a character device too
             return None
         try:
             where, null = os.fstat(stream.fileno()), os.stat(os.devnull)  # type: ignore[union-attr]
-        except (AttributeError, OSError, ValueError):  # None, no file (a host's own stream), closed
+        except (OSError, ValueError):  # closed
             return None
         import stat
 

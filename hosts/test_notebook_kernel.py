@@ -7,6 +7,7 @@ a session started just before the kernel is shut down is still delivered.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +18,13 @@ from conftest import DISCLOSURE, PATIENCE, Collector, assert_one_machine, host_e
 class Notebook:
     """A kernel and a client: ``run(code)`` is one cell, returning its stdout and stderr."""
 
-    def __init__(self, home: Path, collector: Collector) -> None:
+    def __init__(self, home: Path, collector: Collector, stderr: int | None = None) -> None:
         from jupyter_client.manager import KernelManager
 
         self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(env=host_env(home, collector))
+        env = host_env(home, collector)
+        del env["PYTEST_CURRENT_TEST"]  # under it, ipykernel leaves the file descriptors alone, as no real kernel does
+        self.manager.start_kernel(env=env, stderr=stderr)
         self.client = self.manager.client()
         self.client.start_channels()
         self.client.wait_for_ready(timeout=PATIENCE)
@@ -46,13 +49,17 @@ class Notebook:
             self.manager.shutdown_kernel(now=False)
 
 
-@pytest.fixture
-def notebook(home: Path, collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Notebook]:
+@pytest.fixture(params=["inherited", "the null device"])
+def notebook(
+    home: Path, collector: Collector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Notebook]:
+    """A kernel whose own stderr is this process's, or the null device, as a JupyterHub spawner or
+    a server run as a service leaves it: the cells' stderr reaches the notebook either way."""
     # jupyter_client's own files (connection files, paths) in tmp, never in this user's home.
     for name in ("JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR", "IPYTHONDIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
-    kernel = Notebook(home, collector)
+    kernel = Notebook(home, collector, subprocess.DEVNULL if request.param == "the null device" else None)
     try:
         yield kernel
     finally:
