@@ -774,10 +774,10 @@ def _non_blocking_file(stream: "TextIO") -> "Any":
 
     if type(stream) is not io.TextIOWrapper:  # a host's own stream may write elsewhere (a notebook's)
         return None
-    raw = getattr(stream.buffer, "raw", stream.buffer)
     try:
+        raw = getattr(stream.buffer, "raw", stream.buffer)
         return raw if isinstance(raw, io.RawIOBase) and not os.get_blocking(raw.fileno()) else None
-    except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed
+    except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed, detached
         return None
 
 
