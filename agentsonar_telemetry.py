@@ -765,19 +765,32 @@ def _disclosure_due(state: "Mapping[str, object] | None") -> bool:
     return state is None or "install_id" not in state or state.get("disclosure_shown") is not True
 
 
+def _file_under(stream: "TextIO | None") -> "Any":
+    """The file *stream* writes to when it is a plain text stream (``io.TextIOWrapper`` itself, as
+    sys.stderr and open() give), else None: a host's own stream may write elsewhere than the file it
+    names (ipykernel's names the kernel's stderr, the null device under JupyterHub, and writes to
+    the notebook)."""
+    import io
+
+    if type(stream) is not io.TextIOWrapper:
+        return None
+    try:
+        buffer = stream.buffer
+    except ValueError:  # detached
+        return None
+    raw = getattr(buffer, "raw", buffer)
+    return raw if isinstance(raw, io.RawIOBase) else None
+
+
 def _non_blocking_file(stream: "TextIO") -> "Any":
     """The file under *stream* when that file is non-blocking (a pipe or terminal shared with
     Node.js, which sets O_NONBLOCK), else None. What such a file cannot take, sys.stderr drops
     without a word when it is unbuffered (``PYTHONUNBUFFERED``, as container images set it), and
     otherwise keeps in its buffer, where it fails the host's exit (status 120) or comes out later."""
-    import io
-
-    if type(stream) is not io.TextIOWrapper:  # a host's own stream may write elsewhere (a notebook's)
-        return None
+    raw = _file_under(stream)
     try:
-        raw = getattr(stream.buffer, "raw", stream.buffer)
-        return raw if isinstance(raw, io.RawIOBase) and not os.get_blocking(raw.fileno()) else None
-    except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed, detached
+        return raw if raw is not None and not os.get_blocking(raw.fileno()) else None
+    except (AttributeError, OSError, ValueError):  # no os.get_blocking on Windows before 3.12; closed
         return None
 
 
@@ -1478,14 +1491,11 @@ class Telemetry:
         kind = type(stream)
         if kind.__module__ == "_pytest.capture" and kind.__name__ != "TeeCaptureIO":
             return "pytest's capture"
-        import io
-
-        # Only a plain text stream writes to its file: ipykernel's names the kernel's own stderr,
-        # the null device under JupyterHub, and writes to the notebook.
-        if kind is not io.TextIOWrapper or os.name == "nt":  # Windows: the console is a character device too
+        raw = _file_under(stream)
+        if raw is None or os.name == "nt":  # Windows: the console is a character device too
             return None
         try:
-            where, null = os.fstat(stream.fileno()), os.stat(os.devnull)  # type: ignore[union-attr]
+            where, null = os.fstat(raw.fileno()), os.stat(os.devnull)
         except (OSError, ValueError):  # closed
             return None
         import stat

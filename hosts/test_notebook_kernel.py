@@ -23,7 +23,8 @@ class Notebook:
 
         self.manager = KernelManager(kernel_name="python3")
         env = host_env(home, collector)
-        del env["PYTEST_CURRENT_TEST"]  # under it, ipykernel leaves the file descriptors alone, as no real kernel does
+        # Under PYTEST_CURRENT_TEST ipykernel leaves the file descriptors alone, as no real kernel does.
+        env.pop("PYTEST_CURRENT_TEST", None)
         self.manager.start_kernel(env=env, stderr=stderr)
         self.client = self.manager.client()
         self.client.start_channels()
