@@ -435,11 +435,27 @@ def _make_dirs(directory: str) -> None:
         os.chmod(directory, 0o700)  # the umask may have taken bits away; it may never add any
 
 
+def _create_file(path: str) -> int:
+    """A new file of mode 0600 open for writing (FileExistsError when *path* exists), whatever the
+    host's umask: one taking the owner's bits (0o777, while a daemon makes a private socket) left a
+    state file nobody could read again, and a lock naming its holder to nobody."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except (AttributeError, OSError):  # no fchmod (Windows before 3.13); a file system without modes
+        pass
+    except BaseException:  # Ctrl-C, say: the file is this call's, named by nobody yet
+        os.close(fd)
+        _unlink_quietly(path)
+        raise
+    return fd
+
+
 def _write_temp(directory: str, state: "Mapping[str, object]") -> str:
     """A fsynced 0600 file with *state* beside the state file; removed again on failure."""
     name = os.path.join(directory, f".{_STATE_FILE_NAME}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     try:  # the open too: a Ctrl-C as it returns would leave the file (the name is this call's alone)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+        fd = _create_file(name)
         with os.fdopen(fd, "wb") as f:
             f.write((_json_text(state, indent=True) + "\n").encode("utf-8"))
             f.flush()
@@ -558,7 +574,7 @@ class _StateLock:
         holder = f"{os.getpid()} {_pid_space()} {_system_clock(False):.3f}\n".encode("utf-8", "backslashreplace")
         while True:
             try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = _create_file(self.lock_path)
             except FileExistsError:
                 if self._break_if_abandoned():
                     continue
@@ -617,7 +633,7 @@ class _StateLock:
             if pid is None:
                 return False
             try:
-                os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                os.close(_create_file(breaker))
             except FileExistsError:
                 if _system_clock(False) - os.stat(breaker).st_mtime > _LOCK_STALE_SECONDS:
                     _unlink_quietly(breaker)  # a breaker that died breaking

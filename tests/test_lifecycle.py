@@ -425,7 +425,7 @@ def test_a_disable_racing_the_install_id_claim_leaves_no_install_id(
     results: list[object] = []
     # Disable lands just before the session takes the lock to claim an install id.
     disable = in_another_thread(make_client(environ)[0].disable_persistently, results)
-    hook = run_once_at(os.open, disable, caller=at._StateLock.__enter__.__code__)
+    hook = run_once_at(os.open, disable, caller=at._create_file.__code__)  # the lock file's: the first it makes
     sys.setprofile(hook)  # type: ignore[arg-type]
     session = client.start_session("0.4.0")
     sys.setprofile(None)
@@ -557,3 +557,26 @@ def test_directories_the_module_creates_are_0700_others_keep_their_mode(tmp_path
     }
     assert modes == {"existing": 0o755, "a": 0o700, "b": 0o700, "state": 0o700}
     assert stat.S_IMODE((state_dir / "state.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("use_links", [True, False], ids=["linked into place", "under the lock file"])
+def test_files_the_module_writes_are_0600_whatever_the_hosts_umask(tmp_path: Path, use_links: bool) -> None:
+    """A host with umask 0o777 (a daemon making a private socket) gave the state file mode 0: every
+    later session, under any umask, was state_error (unreadable) until a reset; a lock file of mode 0
+    names its holder to nobody, so a dead holder's lock could never be broken."""
+    state_dir = tmp_path / "state"
+    environ = {"AGENTSONAR_STATE_DIR": str(state_dir), "AGENTSONAR_TELEMETRY": "debug"}
+    modes = {}
+    old = os.umask(0o777)
+    try:
+        assert make_client(environ, use_links=use_links)[0].start_session("0.4.0").rule == "debug"
+        modes["created"] = stat.S_IMODE((state_dir / "state.json").stat().st_mode)
+        make_client(environ)[0].disable_persistently()  # a rewrite: temp file and os.replace
+        modes["rewritten"] = stat.S_IMODE((state_dir / "state.json").stat().st_mode)
+        with at._StateLock(str(state_dir / "state.json")):
+            modes["lock"] = stat.S_IMODE((state_dir / "state.json.lock").stat().st_mode)
+    finally:
+        os.umask(old)
+    assert modes == {"created": 0o600, "rewritten": 0o600, "lock": 0o600}
+    assert sorted(p.name for p in state_dir.iterdir()) == ["state.json"]

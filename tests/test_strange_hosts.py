@@ -1279,15 +1279,21 @@ print(at.disable_persistently().rule)
 @pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
 @pytest.mark.parametrize(
     ("call", "caller"),
-    [("close", "__enter__"), ("open", "_write_temp")],
-    ids=["as the named lock is closed", "as the temp file is opened"],
+    [("close", "__enter__"), ("open", "_write_temp"), ("fchmod", "__enter__"), ("fchmod", "_write_temp")],
+    ids=[
+        "as the named lock is closed",
+        "as the temp file is opened",
+        "as the lock file's mode is set",
+        "as the temp file's mode is set",
+    ],
 )
 def test_ctrl_c_as_a_file_of_ours_is_made_leaves_nothing_behind(call: str, caller: str, state_dir: Path) -> None:
     """The SIGINT handled as the call returns, where CPython runs handlers. Before: the lock,
     naming this live process, stayed (every later change of the state in it waited 0.25 s and
     failed with "held by another process" for as long as it lived); the temp file stayed."""
     write_known_state(state_dir)
-    condition = f'event == "c_return" and arg is os.{call} and frame.f_code.co_name == "{caller}"'
+    callers = "(frame.f_code.co_name, frame.f_back.f_code.co_name)"  # or the helper it makes files with
+    condition = f'event == "c_return" and arg is os.{call} and "{caller}" in {callers}'
     code = INTERRUPTED_WHILE_LOCKING.replace(
         'event == "c_call" and arg is os.write and frame.f_code.co_name == "__enter__"', condition
     )
